@@ -1,0 +1,68 @@
+# Jotunheim protocol: the sans-IO codec shared by devices and controllers.
+#
+# encode/decode turn dicts into canonical protobuf and back; frame/serial_frame wrap an
+# encoded message for a byte stream; FrameDecoder/SerialDecoder turn any chunking of bytes
+# back into (type id, payload) frames; decode_payload names and decodes a frame's payload.
+# SPEC.md is the byte-level contract.
+from .codec import Limits, DEFAULT_LIMITS, encode, decode, message_index
+from .errors import ProtocolError, UnknownMessageType
+from .framing import PREAMBLE, FrameDecoder, SerialDecoder, frame, serial_frame
+from . import schema
+
+PROTOCOL_VERSION = 1
+PROTOCOL_VERSION_MIN = 1
+
+
+def message_type(type_name):
+    """Frame type number of a top-level message name ("ToolCall" -> 16)."""
+    type_id = schema.MESSAGES[message_index(type_name)][1]
+    if not type_id:
+        raise ValueError("%s is not a top-level message" % type_name)
+    return type_id
+
+
+def message_name(type_id):
+    """Message name for a frame type number, or None when this side does not know it."""
+    for name, number, _ in schema.MESSAGES:
+        if number == type_id and number:
+            return name
+    return None
+
+
+def decode_payload(type_id, payload, limits=DEFAULT_LIMITS):
+    """Decode a frame's payload: (message name, fields); UnknownMessageType if unknown."""
+    name = message_name(type_id)
+    if name is None:
+        raise UnknownMessageType(type_id)
+    return name, decode(name, payload, limits)
+
+
+def encode_frame(type_name, fields):
+    """Encode a message and wrap it in a stream frame."""
+    return frame(message_type(type_name), encode(type_name, fields))
+
+
+def encode_serial_frame(type_name, fields):
+    """Encode a message and wrap it in a serial (COBS + CRC) frame."""
+    return serial_frame(message_type(type_name), encode(type_name, fields))
+
+
+def negotiate_version(local, peer):
+    """The protocol version two Hello messages agree on; ProtocolError when none."""
+    version = min(local.get("version_max", 0), peer.get("version_max", 0))
+    if version < max(local.get("version_min", 0), peer.get("version_min", 0)) or version < 1:
+        raise ProtocolError("no common protocol version: local %d-%d, peer %d-%d" % (
+            local.get("version_min", 0), local.get("version_max", 0),
+            peer.get("version_min", 0), peer.get("version_max", 0)))
+    return version
+
+
+def enum_name(enum, number):
+    """Name of an enum value ("Status", 5 -> "NOT_FOUND"), or the number as text."""
+    for name, values in schema.ENUMS:
+        if name == enum:
+            for value_name, value in values:
+                if value == number:
+                    return value_name
+            return str(number)
+    raise ValueError("unknown enum %r" % (enum,))

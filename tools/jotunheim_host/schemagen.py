@@ -1,0 +1,166 @@
+"""Generate protocol/schema.py, the codec's tables, from protocol/jotunheim.proto.
+
+The .proto is parsed by the real protoc (from grpcio-tools) into descriptors, so the
+tables cannot drift from what every other protobuf implementation sees. The output is
+plain tuples of ints and strings that MicroPython imports cheaply.
+
+Run ``python -m jotunheim_host.schemagen`` after editing the .proto; a test fails while
+the checked-in schema.py is stale.
+"""
+
+import os
+import re
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROTO = os.path.join(ROOT, "protocol", "jotunheim.proto")
+OUTPUT = os.path.join(ROOT, "protocol", "schema.py")
+VALUE_TYPE = ".jotunheim.v1.Value"
+
+# Field kinds, in the order protocol/codec.py expects them.
+KINDS = ("int32", "int64", "uint32", "uint64", "sint32", "sint64", "bool", "enum",
+         "fixed32", "fixed64", "sfixed32", "sfixed64", "float", "double",
+         "string", "bytes", "message", "value")
+LABEL_IMPLICIT, LABEL_EXPLICIT, LABEL_REPEATED, LABEL_MAP = 0, 1, 2, 3
+
+
+def load_descriptor(proto_path=PROTO):
+    """Run protoc on the schema and return its FileDescriptorProto."""
+    from google.protobuf import descriptor_pb2
+    from grpc_tools import protoc
+    import grpc_tools
+
+    include = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "schema.pb")
+        args = ["protoc", "-I" + os.path.dirname(proto_path), "-I" + include,
+                "--descriptor_set_out=" + out, os.path.basename(proto_path)]
+        if protoc.main(args) != 0:
+            raise SystemExit("protoc failed on " + proto_path)
+        with open(out, "rb") as f:
+            fds = descriptor_pb2.FileDescriptorSet.FromString(f.read())
+    return fds.file[0]
+
+
+def _snake_upper(name):
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper()
+
+
+def _kind_of(field, FieldDescriptorProto):
+    t = field.type
+    if t == FieldDescriptorProto.TYPE_MESSAGE:
+        return "value" if field.type_name == VALUE_TYPE else "message"
+    if t == FieldDescriptorProto.TYPE_ENUM:
+        return "enum"
+    name = FieldDescriptorProto.Type.Name(t)[5:].lower()
+    if name not in KINDS:
+        raise SystemExit("unsupported field type %s for %s" % (name, field.name))
+    return name
+
+
+def build_tables(fd):
+    """Return (messages, enums) as plain tuples from a FileDescriptorProto."""
+    from google.protobuf.descriptor_pb2 import FieldDescriptorProto as F
+
+    prefix = "." + fd.package + "."
+    enums = [(e.name, tuple((v.name, v.number) for v in e.value)) for e in fd.enum_type]
+    enum_index = {prefix + e[0]: i for i, e in enumerate(enums)}
+    msgs = [m for m in fd.message_type]
+    msg_index = {prefix + m.name: i for i, m in enumerate(msgs)}
+    type_ids = {}
+    for name, values in enums:
+        if name == "MessageType":
+            type_ids = {v: n for v, n in values if n}
+    by_upper = {_snake_upper(m.name): m.name for m in msgs}
+    for upper in type_ids:
+        if upper not in by_upper:
+            raise SystemExit("MessageType %s names no message" % upper)
+
+    def sub_of(field):
+        if field.type == F.TYPE_MESSAGE and field.type_name != VALUE_TYPE:
+            return msg_index[field.type_name]
+        if field.type == F.TYPE_ENUM:
+            return enum_index[field.type_name]
+        return -1
+
+    messages = []
+    for m in msgs:
+        nested = {prefix + m.name + "." + n.name: n for n in m.nested_type}
+        real_oneofs = {}
+        for f in m.field:
+            if f.HasField("oneof_index") and not f.proto3_optional:
+                real_oneofs.setdefault(f.oneof_index, len(real_oneofs) + 1)
+        fields = []
+        for f in sorted(m.field, key=lambda f: f.number):
+            oneof = real_oneofs.get(f.oneof_index, 0) if f.HasField("oneof_index") else 0
+            entry = nested.get(f.type_name)
+            if entry is not None and entry.options.map_entry:
+                key, val = sorted(entry.field, key=lambda f: f.number)
+                sub = (KINDS.index(_kind_of(key, F)), KINDS.index(_kind_of(val, F)), sub_of(val))
+                fields.append((f.number, f.name, KINDS.index("message"), LABEL_MAP, sub, 0))
+                continue
+            if f.label == F.LABEL_REPEATED:
+                label = LABEL_REPEATED
+            elif f.type == F.TYPE_MESSAGE or f.HasField("oneof_index"):
+                label = LABEL_EXPLICIT
+            else:
+                label = LABEL_IMPLICIT
+            fields.append((f.number, f.name, KINDS.index(_kind_of(f, F)), label, sub_of(f), oneof))
+        type_id = type_ids.get(_snake_upper(m.name), 0)
+        messages.append((m.name, type_id, tuple(fields)))
+    return tuple(messages), tuple(enums)
+
+
+def render(messages, enums):
+    """Render the tables as the source of protocol/schema.py."""
+    out = [
+        "# Generated from jotunheim.proto by tools/jotunheim_host/schemagen.py. Do not edit.",
+        "# MESSAGES: (name, frame type, fields); field: (number, name, kind, label, sub, oneof).",
+        "# kind indexes KINDS; label: 0 implicit, 1 explicit presence, 2 repeated, 3 map;",
+        "# sub: message or enum index, or (key kind, value kind, value sub) for a map.",
+        "from ._compat import const",
+        "",
+        "KINDS = (%s)" % ", ".join(repr(k) for k in KINDS),
+        "",
+        "MESSAGES = (",
+    ]
+    for name, type_id, fields in messages:
+        out.append("    (%r, %d, (" % (name, type_id))
+        for f in fields:
+            out.append("        %r," % (f,))
+        out.append("    )),")
+    out += [")", "", "ENUMS = ("]
+    for name, values in enums:
+        out.append("    (%r, %r)," % (name, values))
+    out += [")", ""]
+    for name, values in enums:
+        if name in ("MessageType", "Status"):
+            for vname, number in values:
+                if number or name == "Status":
+                    out.append("%s = const(%d)" % (vname, number))
+            out.append("")
+    return "\n".join(out)
+
+
+def generate(proto_path=PROTO):
+    return render(*build_tables(load_descriptor(proto_path)))
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    text = generate()
+    if argv and argv[0] == "--check":
+        with open(OUTPUT) as f:
+            if f.read() != text:
+                print("protocol/schema.py is stale: run python -m jotunheim_host.schemagen")
+                return 1
+        return 0
+    with open(OUTPUT, "w") as f:
+        f.write(text)
+    print("wrote", OUTPUT)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
