@@ -4,7 +4,7 @@
 # encoded message for a byte stream; FrameDecoder/SerialDecoder turn any chunking of bytes
 # back into (type id, payload) frames; decode_payload names and decodes a frame's payload.
 # SPEC.md is the byte-level contract.
-from .codec import Limits, DEFAULT_LIMITS, encode, decode, message_index
+from .codec import Limits, DEFAULT_LIMITS, encode, decode, message_index, fields_of
 from .errors import ProtocolError, UnknownMessageType
 from .framing import PREAMBLE, FrameDecoder, SerialDecoder, frame, serial_frame
 from . import schema
@@ -15,7 +15,7 @@ PROTOCOL_VERSION_MIN = 1
 
 def message_type(type_name):
     """Frame type number of a top-level message name ("ToolCall" -> 16)."""
-    type_id = schema.MESSAGES[message_index(type_name)][1]
+    type_id = schema.MESSAGE_TABLE[message_index(type_name) * 4]
     if not type_id:
         raise ValueError("%s is not a top-level message" % type_name)
     return type_id
@@ -23,9 +23,10 @@ def message_type(type_name):
 
 def message_name(type_id):
     """Message name for a frame type number, or None when this side does not know it."""
-    for name, number, _ in schema.MESSAGES:
-        if number == type_id and number:
-            return name
+    table = schema.MESSAGE_TABLE
+    for idx in range(len(schema.MESSAGE_NAMES)):
+        if table[idx * 4] == type_id and type_id:
+            return schema.MESSAGE_NAMES[idx]
     return None
 
 
@@ -59,7 +60,8 @@ def negotiate_version(local, peer):
 
 def enum_name(enum, number):
     """Name of an enum value ("Status", 5 -> "NOT_FOUND"), or the number as text."""
-    for name, values in schema.ENUMS:
+    from .enums import ENUMS
+    for name, values in ENUMS:
         if name == enum:
             for value_name, value in values:
                 if value == number:

@@ -20,8 +20,11 @@ from . import schema
 from ._compat import decode_utf8
 from .errors import ProtocolError
 
-_MESSAGES = schema.MESSAGES
-_ENUMS = schema.ENUMS
+_NAMES = schema.MESSAGE_NAMES
+_TABLE = schema.MESSAGE_TABLE
+_FIELDS = schema.FIELDS
+_FIELD_NAMES = schema.FIELD_NAMES
+_MAPS = schema.MAPS
 
 # kinds (indexes of schema.KINDS)
 _INT32 = 0
@@ -72,27 +75,41 @@ _index_cache = {}
 
 
 def message_index(type_name):
-    """Index of a message in schema.MESSAGES; ValueError for a name the schema lacks."""
+    """Index of a message in schema.MESSAGE_NAMES; ValueError for an unknown name."""
     idx = _index_cache.get(type_name)
     if idx is None:
-        for i, m in enumerate(_MESSAGES):
-            if m[0] == type_name:
-                idx = i
-                break
-        else:
+        try:
+            idx = _NAMES.index(type_name)
+        except ValueError:
             raise ValueError("unknown message type %r" % (type_name,))
         _index_cache[type_name] = idx
     return idx
+
+
+def fields_of(idx):
+    """The fields of a message as a list of (number, name, kind, label, sub, oneof)."""
+    out = []
+    start = _TABLE[idx * 4 + 1] | (_TABLE[idx * 4 + 2] << 8)
+    for o in range(start * 6, (start + _TABLE[idx * 4 + 3]) * 6, 6):
+        sub = _FIELDS[o + 3]
+        if _FIELDS[o + 2] == _MAP:
+            sub = _MAPS[sub]
+        elif sub == 255:
+            sub = -1
+        out.append((_FIELDS[o], _FIELD_NAMES[_FIELDS[o + 5]], _FIELDS[o + 1],
+                    _FIELDS[o + 2], sub, _FIELDS[o + 4]))
+    return out
 
 
 def enum_value(enum_index, value):
     """An enum number from a number or a value name."""
     if isinstance(value, int):
         return value
-    for name, number in _ENUMS[enum_index][1]:
+    from .enums import ENUMS  # names are rarely needed on a device: load them lazily
+    for name, number in ENUMS[enum_index][1]:
         if name == value:
             return number
-    raise ValueError("%r is not a %s" % (value, _ENUMS[enum_index][0]))
+    raise ValueError("%r is not a %s" % (value, ENUMS[enum_index][0]))
 
 
 # ------------------------------------------------------------------ encoding
@@ -111,7 +128,8 @@ def _put_len(buf, tag, payload):
 
 
 def _check_int(value, lo, hi, name):
-    if not isinstance(value, int):
+    # bools count as ints (MicroPython's isinstance(True, int) is False, CPython's True)
+    if not isinstance(value, int) and value is not True and value is not False:
         raise TypeError("field %s: expected int, got %s" % (name, type(value).__name__))
     if value < lo or value > hi:
         raise ValueError("field %s: %d out of range" % (name, value))
@@ -120,7 +138,7 @@ def _check_int(value, lo, hi, name):
 def _scalar_bits(kind, value, sub, name):
     """The varint (wire type 0) representation of a scalar."""
     if kind == _BOOL:
-        if not isinstance(value, int):
+        if not isinstance(value, int) and value is not True and value is not False:
             raise TypeError("field %s: expected bool" % name)
         return 1 if value else 0
     if kind == _ENUM:
@@ -203,14 +221,21 @@ def _encode_message(idx, fields, depth):
         raise ValueError("message nested deeper than %d" % DEFAULT_LIMITS.max_depth)
     buf = bytearray()
     oneofs = 0
-    for number, name, kind, label, sub, oneof in _MESSAGES[idx][2]:
+    start = _TABLE[idx * 4 + 1] | (_TABLE[idx * 4 + 2] << 8)
+    for o in range(start * 6, (start + _TABLE[idx * 4 + 3]) * 6, 6):
+        name = _FIELD_NAMES[_FIELDS[o + 5]]
         value = fields.get(name, _MISSING)
+        kind = _FIELDS[o + 1]
         if value is _MISSING or (value is None and kind != _VALUE):
             continue
+        number = _FIELDS[o]
+        label = _FIELDS[o + 2]
+        sub = _FIELDS[o + 3]
+        oneof = _FIELDS[o + 4]
         if oneof:
             bit = 1 << oneof
             if oneofs & bit:
-                raise ValueError("%s: two members of one oneof are set" % _MESSAGES[idx][0])
+                raise ValueError("%s: two members of one oneof are set" % _NAMES[idx])
             oneofs |= bit
         if label == _IMPLICIT:
             if not _is_default(kind, value):
@@ -232,7 +257,7 @@ def _encode_message(idx, fields, depth):
         elif label == _MAP:
             if not isinstance(value, dict):
                 raise TypeError("field %s: expected dict" % name)
-            key_kind, value_kind, value_sub = sub
+            key_kind, value_kind, value_sub = _MAPS[sub]
             for key in sorted(value):
                 entry = bytearray()
                 _put_single(entry, 1, key_kind, -1, key, name, depth)
@@ -382,9 +407,13 @@ def _read_fixed(kind, data, pos, end):
     return struct.unpack(_STRUCT[kind], bytes(data[pos:pos + width]))[0], pos + width
 
 
-def _defaults(fields):
+def _defaults(idx):
     out = {}
-    for number, name, kind, label, sub, oneof in fields:
+    start = _TABLE[idx * 4 + 1] | (_TABLE[idx * 4 + 2] << 8)
+    for o in range(start * 6, (start + _TABLE[idx * 4 + 3]) * 6, 6):
+        name = _FIELD_NAMES[_FIELDS[o + 5]]
+        kind = _FIELDS[o + 1]
+        label = _FIELDS[o + 2]
         if label == _IMPLICIT:
             if kind == _STRING:
                 out[name] = ""
@@ -411,8 +440,10 @@ def _count(container, limits):
 def _decode_message(idx, data, pos, end, depth, limits):
     if depth > limits.max_depth:
         raise ProtocolError("nested deeper than %d" % limits.max_depth)
-    fields = _MESSAGES[idx][2]
-    out = _defaults(fields)
+    out = _defaults(idx)
+    start = _TABLE[idx * 4 + 1] | (_TABLE[idx * 4 + 2] << 8)
+    first = start * 6
+    last = (start + _TABLE[idx * 4 + 3]) * 6
     spans = None
     while pos < end:
         tag, pos = _varint(data, pos, end, 5)
@@ -420,15 +451,17 @@ def _decode_message(idx, data, pos, end, depth, limits):
         wire = tag & 7
         if number == 0 or tag > _MASK32:
             raise ProtocolError("invalid tag %d" % tag)
-        field = None
-        for f in fields:
-            if f[0] == number:
-                field = f
-                break
-        if field is None:
+        o = first
+        while o < last and _FIELDS[o] != number:
+            o += 6
+        if o == last:
             pos = _skip(data, pos, end, wire)
             continue
-        number, name, kind, label, sub, oneof = field
+        name = _FIELD_NAMES[_FIELDS[o + 5]]
+        kind = _FIELDS[o + 1]
+        label = _FIELDS[o + 2]
+        sub = _FIELDS[o + 3]
+        oneof = _FIELDS[o + 4]
         expected = _WIRE[kind]
         if label == _MAP:
             if wire != 2:
@@ -437,7 +470,7 @@ def _decode_message(idx, data, pos, end, depth, limits):
             size, pos = _length(data, pos, end)
             container = out[name]
             _count(container, limits)
-            key, value = _decode_entry(sub, data, pos, pos + size, depth + 1, limits)
+            key, value = _decode_entry(_MAPS[sub], data, pos, pos + size, depth + 1, limits)
             container[key] = value
             pos += size
             continue
@@ -482,9 +515,11 @@ def _decode_message(idx, data, pos, end, depth, limits):
             out[name].append(value)
         else:
             if oneof:
-                for f in fields:
-                    if f[5] == oneof and f[1] in out:
-                        del out[f[1]]
+                for other in range(first, last, 6):
+                    if _FIELDS[other + 4] == oneof:
+                        other_name = _FIELD_NAMES[_FIELDS[other + 5]]
+                        if other_name in out:
+                            del out[other_name]
             out[name] = value
     return out
 
@@ -525,7 +560,7 @@ def _decode_entry(sub, data, pos, end, depth, limits):
 
 def _default_of(kind, sub):
     if kind == _MESSAGE:
-        return _defaults(_MESSAGES[sub][2])
+        return _defaults(sub)
     if kind == _VALUE:
         return None
     if kind == _STRING:

@@ -10,5 +10,5 @@ class UnknownMessageType(ProtocolError):
     """A well-formed frame whose type this side does not know; answer UNIMPLEMENTED."""
 
     def __init__(self, type_id):
-        ProtocolError.__init__(self, "unknown message type %d" % type_id)
+        super().__init__("unknown message type %d" % type_id)
         self.type_id = type_id

@@ -71,7 +71,11 @@ class FrameDecoder:
         self._error = None
 
     def feed(self, data):
-        """Add bytes; return the list of (type id, payload bytes) frames completed."""
+        """Add bytes; return the list of (type id, payload bytes) frames completed.
+
+        Frames completed before a broken spot are returned first; the ProtocolError is
+        raised then (when no frame came before it) or by the next call to feed.
+        """
         if self._error is not None:
             raise ProtocolError(self._error)
         buf = self._buf
@@ -101,9 +105,12 @@ class FrameDecoder:
         except ProtocolError as e:
             self._error = str(e)
             self._buf = bytearray()
-            raise
+            if not frames:
+                raise
+            return frames
         if pos:
-            del buf[:pos]
+            # MicroPython's bytearray has no slice deletion
+            self._buf = buf[pos:]
         return frames
 
     def pending(self):
@@ -214,7 +221,7 @@ class SerialDecoder:
             self._drop("frame too short")
             return None
         crc = body[-4] | (body[-3] << 8) | (body[-2] << 16) | (body[-1] << 24)
-        del body[-4:]
+        body = body[:-4]
         if crc32(body) & 0xFFFFFFFF != crc:
             self._drop("CRC mismatch")
             return None

@@ -1,4 +1,4 @@
-"""Generate protocol/schema.py, the codec's tables, from protocol/jotunheim.proto.
+"""Generate protocol/schema.py and enums.py, the codec's tables, from jotunheim.proto.
 
 The .proto is parsed by the real protoc (from grpcio-tools) into descriptors, so the
 tables cannot drift from what every other protobuf implementation sees. The output is
@@ -15,7 +15,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROTO = os.path.join(ROOT, "protocol", "jotunheim.proto")
-OUTPUT = os.path.join(ROOT, "protocol", "schema.py")
+OUTPUTS = (os.path.join(ROOT, "protocol", "schema.py"), os.path.join(ROOT, "protocol", "enums.py"))
 VALUE_TYPE = ".jotunheim.v1.Value"
 
 # Field kinds, in the order protocol/codec.py expects them.
@@ -113,52 +113,113 @@ def build_tables(fd):
 
 
 def render(messages, enums):
-    """Render the tables as the source of protocol/schema.py."""
+    """Render the tables as the sources of protocol/schema.py and protocol/enums.py.
+
+    The device keeps schema.py in RAM, so it is packed: one bytes object with six bytes
+    per field, one tuple of unique field names, one bytes object with four bytes per
+    message. Enum names, needed only by hosts and by encoders given names, live apart.
+    """
+    names = []
+    maps = []
+    fields_blob = bytearray()
+    table = bytearray()
+    for name, type_id, fields in messages:
+        start = len(fields_blob) // 6
+        for number, fname, kind, label, sub, oneof in fields:
+            if fname not in names:
+                names.append(fname)
+            if label == LABEL_MAP:
+                if sub not in maps:
+                    maps.append(sub)
+                sub = maps.index(sub)
+            elif sub < 0:
+                sub = 255
+            if number > 255 or sub > 255 or len(names) > 255 or oneof > 255:
+                raise SystemExit("schema too large for the packed tables: " + fname)
+            fields_blob += bytes((number, kind, label, sub, oneof, names.index(fname)))
+        if type_id > 255 or len(fields) > 255 or start > 0xFFFF:
+            raise SystemExit("schema too large for the packed tables: " + name)
+        table += bytes((type_id, start & 0xFF, start >> 8, len(fields)))
     out = [
         "# Generated from jotunheim.proto by tools/jotunheim_host/schemagen.py. Do not edit.",
-        "# MESSAGES: (name, frame type, fields); field: (number, name, kind, label, sub, oneof).",
-        "# kind indexes KINDS; label: 0 implicit, 1 explicit presence, 2 repeated, 3 map;",
-        "# sub: message or enum index, or (key kind, value kind, value sub) for a map.",
+        "# FIELDS: six bytes a field: number, kind (schemagen.KINDS), label (0 implicit,",
+        "# 1 explicit presence, 2 repeated, 3 map), sub (message or enum index, MAPS index for",
+        "# a map, 255 for none), oneof group (0 for none), index into FIELD_NAMES.",
+        "# MESSAGE_TABLE: four bytes a message: frame type, first field (16-bit LE), count.",
+        "",
+        "# Names are list literals, not tuples: MicroPython then keeps them as interned",
+        "# qstrs instead of allocating a str object for each.",
+        "MESSAGE_NAMES = %s" % _wrap(tuple(m[0] for m in messages)),
+        "",
+        "MESSAGE_TABLE = %s" % _wrap_bytes(bytes(table)),
+        "",
+        "FIELDS = %s" % _wrap_bytes(bytes(fields_blob)),
+        "",
+        "FIELD_NAMES = %s" % _wrap(tuple(names)),
+        "",
+        "MAPS = %r" % (tuple(maps),),
+        "",
+    ]
+    enum_out = [
+        "# Generated from jotunheim.proto by tools/jotunheim_host/schemagen.py. Do not edit.",
+        "# Enum value names, and constants for message types and status codes.",
         "from ._compat import const",
         "",
-        "KINDS = (%s)" % ", ".join(repr(k) for k in KINDS),
-        "",
-        "MESSAGES = (",
+        "ENUMS = (",
     ]
-    for name, type_id, fields in messages:
-        out.append("    (%r, %d, (" % (name, type_id))
-        for f in fields:
-            out.append("        %r," % (f,))
-        out.append("    )),")
-    out += [")", "", "ENUMS = ("]
     for name, values in enums:
-        out.append("    (%r, %r)," % (name, values))
-    out += [")", ""]
+        enum_out.append("    (%r, %r)," % (name, values))
+    enum_out += [")", ""]
     for name, values in enums:
         if name in ("MessageType", "Status"):
             for vname, number in values:
                 if number or name == "Status":
-                    out.append("%s = const(%d)" % (vname, number))
-            out.append("")
-    return "\n".join(out)
+                    enum_out.append("%s = const(%d)" % (vname, number))
+            enum_out.append("")
+    return "\n".join(out), "\n".join(enum_out)
+
+
+def _wrap(items, width=88):
+    lines = ["["]
+    line = "   "
+    for item in items:
+        piece = " %r," % (item,)
+        if len(line) + len(piece) > width:
+            lines.append(line)
+            line = "   "
+        line += piece
+    lines.append(line)
+    lines.append("]")
+    return "\n".join(lines)
+
+
+def _wrap_bytes(data, width=64):
+    lines = ["("]
+    for i in range(0, len(data), width // 4):
+        lines.append("    b'%s'" % "".join("\\x%02x" % b for b in data[i:i + width // 4]))
+    lines.append(")")
+    return "\n".join(lines)
 
 
 def generate(proto_path=PROTO):
+    """Return the text of (schema.py, enums.py)."""
     return render(*build_tables(load_descriptor(proto_path)))
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    text = generate()
+    outputs = dict(zip(OUTPUTS, generate()))
     if argv and argv[0] == "--check":
-        with open(OUTPUT) as f:
-            if f.read() != text:
-                print("protocol/schema.py is stale: run python -m jotunheim_host.schemagen")
-                return 1
+        for path, text in outputs.items():
+            with open(path) as f:
+                if f.read() != text:
+                    print("%s is stale: run python -m jotunheim_host.schemagen" % path)
+                    return 1
         return 0
-    with open(OUTPUT, "w") as f:
-        f.write(text)
-    print("wrote", OUTPUT)
+    for path, text in outputs.items():
+        with open(path, "w") as f:
+            f.write(text)
+        print("wrote", path)
     return 0
 
 
