@@ -59,12 +59,15 @@ def negotiate_version(local, peer):
 
 
 def enum_name(enum, number):
-    """Name of an enum value ("Status", 5 -> "NOT_FOUND"), or the number as text."""
-    from .enums import ENUMS
-    for name, values in ENUMS:
-        if name == enum:
-            for value_name, value in values:
-                if value == number:
-                    return value_name
-            return str(number)
-    raise ValueError("unknown enum %r" % (enum,))
+    """Name of an enum value ("Status" or its index, 5 -> "NOT_FOUND"), or None."""
+    from . import enums
+    if not isinstance(enum, int):
+        try:
+            enum = enums.ENUM_NAMES.index(enum)
+        except ValueError:
+            raise ValueError("unknown enum %r" % (enum,))
+    values = enums.ENUM_VALUES[enum]
+    for i in range(1, len(values), 2):
+        if values[i] == number:
+            return values[i - 1]
+    return None

@@ -64,7 +64,7 @@ def _strict_utf8(data):
 
 def decode_utf8(data):
     """Decode UTF-8 text, raising UnicodeError for anything CPython would reject."""
-    text = str(data, "utf-8")
+    text = str(data, "utf-8")  # data may be a memoryview: no copy
     if MICROPYTHON and len(text) != len(data) and not _strict_utf8(data):
         raise UnicodeError("invalid UTF-8")
     return text

@@ -105,11 +105,12 @@ def enum_value(enum_index, value):
     """An enum number from a number or a value name."""
     if isinstance(value, int):
         return value
-    from .enums import ENUMS  # names are rarely needed on a device: load them lazily
-    for name, number in ENUMS[enum_index][1]:
-        if name == value:
-            return number
-    raise ValueError("%r is not a %s" % (value, ENUMS[enum_index][0]))
+    from . import enums  # names are rarely needed on a device: load them lazily
+    values = enums.ENUM_VALUES[enum_index]
+    for i in range(0, len(values), 2):
+        if values[i] == value:
+            return values[i + 1]
+    raise ValueError("%r is not a %s" % (value, enums.ENUM_NAMES[enum_index]))
 
 
 # ------------------------------------------------------------------ encoding
@@ -119,6 +120,14 @@ def _put_varint(buf, value):
         buf.append((value & 0x7F) | 0x80)
         value >>= 7
     buf.append(value)
+
+
+def _varint_size(value):
+    size = 1
+    while value > 0x7F:
+        value >>= 7
+        size += 1
+    return size
 
 
 def _put_len(buf, tag, payload):
@@ -180,12 +189,12 @@ def _fixed_bytes(kind, value, name):
     return struct.pack(_STRUCT[kind], value)
 
 
-def _is_default(kind, value):
+def _is_default(kind, value, sub):
     if kind == _FLOAT or kind == _DOUBLE:
         # -0.0 is not the default: Google writes it (its bits are not zero)
         return value == 0 and struct.pack("<d", value) == b"\0\0\0\0\0\0\0\0"
     if kind == _ENUM and not isinstance(value, int):
-        return False
+        return enum_value(sub, value) == 0
     if kind == _STRING or kind == _BYTES:
         return len(value) == 0
     return not value
@@ -196,7 +205,10 @@ def _put_single(buf, number, kind, sub, value, name, depth):
     wire = _WIRE[kind]
     if wire == 0:
         _put_varint(buf, number << 3)
-        _put_varint(buf, _scalar_bits(kind, value, sub, name))
+        if type(value) is int and 0 <= value < 0x80 and (kind < _SINT32 or kind == _ENUM):
+            buf.append(value)  # the common case: a small number is its own varint
+        else:
+            _put_varint(buf, _scalar_bits(kind, value, sub, name))
     elif wire != 2:
         _put_varint(buf, (number << 3) | wire)
         buf.extend(_fixed_bytes(kind, value, name))
@@ -238,7 +250,7 @@ def _encode_message(idx, fields, depth):
                 raise ValueError("%s: two members of one oneof are set" % _NAMES[idx])
             oneofs |= bit
         if label == _IMPLICIT:
-            if not _is_default(kind, value):
+            if not _is_default(kind, value, sub):
                 _put_single(buf, number, kind, sub, value, name, depth)
         elif label == _REPEATED:
             if not isinstance(value, (list, tuple)):
@@ -258,7 +270,22 @@ def _encode_message(idx, fields, depth):
             if not isinstance(value, dict):
                 raise TypeError("field %s: expected dict" % name)
             key_kind, value_kind, value_sub = _MAPS[sub]
+            tag = (number << 3) | 2
             for key in sorted(value):
+                if key_kind == _STRING and value_kind == _VALUE and isinstance(key, str):
+                    # map<string, Value>, the shape of every argument list: no temporaries
+                    kb = key.encode("utf-8")
+                    vb = _encode_value(value[key], depth + 1)
+                    _put_varint(buf, tag)
+                    _put_varint(buf, _varint_size(len(kb)) + len(kb) + _varint_size(len(vb))
+                                + len(vb) + 2)
+                    buf.append(0x0A)
+                    _put_varint(buf, len(kb))
+                    buf.extend(kb)
+                    buf.append(0x12)
+                    _put_varint(buf, len(vb))
+                    buf.extend(vb)
+                    continue
                 entry = bytearray()
                 _put_single(entry, 1, key_kind, -1, key, name, depth)
                 _put_single(entry, 2, value_kind, value_sub, value[key], name, depth + 1)
@@ -272,14 +299,16 @@ def _encode_value(value, depth):
     """Encode a native value as a jotunheim.v1.Value message body."""
     if depth > DEFAULT_LIMITS.max_depth:
         raise ValueError("value nested deeper than %d" % DEFAULT_LIMITS.max_depth)
-    buf = bytearray()
     if value is None:
-        buf.append(0x08)
-        buf.append(0)
-    elif value is True or value is False:
-        buf.append(0x10)
-        buf.append(1 if value else 0)
-    elif isinstance(value, int):
+        return b"\x08\x00"
+    if value is True:
+        return b"\x10\x01"
+    if value is False:
+        return b"\x10\x00"
+    if type(value) is int and 0 <= value < 0x40:
+        return bytes((0x18, value << 1))
+    buf = bytearray()
+    if isinstance(value, int):
         _check_int(value, -0x8000000000000000, 0x7FFFFFFFFFFFFFFF, "value")
         buf.append(0x18)
         _put_varint(buf, ((value << 1) ^ (value >> 63)) & _MASK64)
@@ -362,7 +391,11 @@ def _from_varint(kind, raw):
 
 
 def _length(data, pos, end):
-    size, pos = _varint(data, pos, end, 5)
+    if pos < end and data[pos] < 0x80:
+        size = data[pos]
+        pos += 1
+    else:
+        size, pos = _varint(data, pos, end, 5)
     if size > end - pos:
         raise ProtocolError("length %d runs past the end of the message" % size)
     return size, pos
@@ -390,7 +423,7 @@ def _read_len_value(kind, sub, data, pos, size, depth, limits):
     if kind == _STRING:
         if size > limits.max_string:
             raise ProtocolError("string of %d bytes exceeds %d" % (size, limits.max_string))
-        return decode_utf8(bytes(data[pos:pos + size]))
+        return decode_utf8(data[pos:pos + size])
     if kind == _BYTES:
         if size > limits.max_string:
             raise ProtocolError("bytes of %d bytes exceeds %d" % (size, limits.max_string))
@@ -407,8 +440,26 @@ def _read_fixed(kind, data, pos, end):
     return struct.unpack(_STRUCT[kind], bytes(data[pos:pos + width]))[0], pos + width
 
 
+_templates = {}
+
+
 def _defaults(idx):
+    """A fresh dict of a message's defaults (built once per message type, then copied)."""
+    template = _templates.get(idx)
+    if template is None:
+        template = _templates[idx] = _build_defaults(idx)
+    out = dict(template[0])
+    for name in template[1]:
+        out[name] = []
+    for name in template[2]:
+        out[name] = {}
+    return out
+
+
+def _build_defaults(idx):
     out = {}
+    lists = []
+    maps = []
     start = _TABLE[idx * 4 + 1] | (_TABLE[idx * 4 + 2] << 8)
     for o in range(start * 6, (start + _TABLE[idx * 4 + 3]) * 6, 6):
         name = _FIELD_NAMES[_FIELDS[o + 5]]
@@ -426,10 +477,10 @@ def _defaults(idx):
             else:
                 out[name] = 0
         elif label == _REPEATED:
-            out[name] = []
+            lists.append(name)
         elif label == _MAP:
-            out[name] = {}
-    return out
+            maps.append(name)
+    return out, tuple(lists), tuple(maps)
 
 
 def _count(container, limits):
@@ -444,84 +495,130 @@ def _decode_message(idx, data, pos, end, depth, limits):
     start = _TABLE[idx * 4 + 1] | (_TABLE[idx * 4 + 2] << 8)
     first = start * 6
     last = (start + _TABLE[idx * 4 + 3]) * 6
-    spans = None
+    begin = pos
+    oneofs = 0
     while pos < end:
-        tag, pos = _varint(data, pos, end, 5)
+        at = pos
+        tag = data[pos]
+        if tag < 0x80:
+            pos += 1
+        else:
+            tag, pos = _varint(data, pos, end, 5)
+            if tag > _MASK32:
+                raise ProtocolError("invalid tag %d" % tag)
         number = tag >> 3
         wire = tag & 7
-        if number == 0 or tag > _MASK32:
+        if number == 0:
             raise ProtocolError("invalid tag %d" % tag)
-        o = first
-        while o < last and _FIELDS[o] != number:
-            o += 6
-        if o == last:
-            pos = _skip(data, pos, end, wire)
-            continue
+        # most messages number their fields 1, 2, 3...: try the direct slot first
+        o = first + (number - 1) * 6
+        if o >= last or _FIELDS[o] != number:
+            o = first
+            while o < last and _FIELDS[o] != number:
+                o += 6
+            if o == last:
+                pos = _skip(data, pos, end, wire)
+                continue
         name = _FIELD_NAMES[_FIELDS[o + 5]]
         kind = _FIELDS[o + 1]
         label = _FIELDS[o + 2]
-        sub = _FIELDS[o + 3]
-        oneof = _FIELDS[o + 4]
         expected = _WIRE[kind]
-        if label == _MAP:
-            if wire != 2:
+        if label >= _REPEATED:
+            if wire == 2 and (label == _MAP or expected != 2):
+                pos = _decode_container(out[name], kind, label, _FIELDS[o + 3], data, pos, end,
+                                        depth, limits)
+                continue
+            if label == _MAP or wire != expected:
                 pos = _skip(data, pos, end, wire)
                 continue
-            size, pos = _length(data, pos, end)
-            container = out[name]
-            _count(container, limits)
-            key, value = _decode_entry(_MAPS[sub], data, pos, pos + size, depth + 1, limits)
-            container[key] = value
-            pos += size
-            continue
-        if wire == 2 and expected != 2 and label == _REPEATED:
-            size, pos = _length(data, pos, end)
-            stop = pos + size
-            container = out[name]
-            while pos < stop:
-                _count(container, limits)
-                if expected == 0:
-                    raw, pos = _varint(data, pos, stop, 10)
-                    container.append(_from_varint(kind, raw))
-                else:
-                    value, pos = _read_fixed(kind, data, pos, stop)
-                    container.append(value)
-            continue
-        if wire != expected:
+        elif wire != expected:
             pos = _skip(data, pos, end, wire)
             continue
         if expected == 0:
-            raw, pos = _varint(data, pos, end, 10)
-            value = _from_varint(kind, raw)
+            if pos < end and data[pos] < 0x80:
+                value = data[pos]
+                pos += 1
+                if kind == _SINT32 or kind == _SINT64:
+                    value = (value >> 1) ^ -(value & 1)
+                elif kind == _BOOL:
+                    value = value != 0
+            else:
+                value, pos = _varint(data, pos, end, 10)
+                value = _from_varint(kind, value)
         elif expected == 2:
             size, pos = _length(data, pos, end)
-            if kind >= _MESSAGE and label != _REPEATED:
+            if kind >= _MESSAGE and label != _REPEATED and name in out:
                 # a singular message seen again merges with the earlier one, which in
-                # protobuf is the same as decoding the two bodies concatenated
-                if spans is None:
-                    spans = {}
-                body = data[pos:pos + size]
-                if name in out and name in spans:
-                    body = bytes(spans[name]) + bytes(body)
-                spans[name] = body
-                value = _read_len_value(kind, sub, memoryview(body), 0, len(body), depth, limits)
+                # protobuf is the same as decoding the bodies concatenated
+                body = _earlier_bodies(data, begin, at, first, last, o) + bytes(
+                    data[pos:pos + size])
+                value = _read_len_value(kind, _FIELDS[o + 3], memoryview(body), 0, len(body),
+                                        depth, limits)
             else:
-                value = _read_len_value(kind, sub, data, pos, size, depth, limits)
+                value = _read_len_value(kind, _FIELDS[o + 3], data, pos, size, depth, limits)
             pos += size
         else:
             value, pos = _read_fixed(kind, data, pos, end)
         if label == _REPEATED:
             _count(out[name], limits)
             out[name].append(value)
-        else:
-            if oneof:
-                for other in range(first, last, 6):
-                    if _FIELDS[other + 4] == oneof:
-                        other_name = _FIELD_NAMES[_FIELDS[other + 5]]
-                        if other_name in out:
-                            del out[other_name]
-            out[name] = value
+            continue
+        oneof = _FIELDS[o + 4]
+        if oneof:
+            bit = 1 << oneof
+            if oneofs & bit:
+                _clear_oneof(out, first, last, oneof)
+            oneofs |= bit
+        out[name] = value
     return out
+
+
+def _clear_oneof(out, first, last, oneof):
+    for other in range(first, last, 6):
+        if _FIELDS[other + 4] == oneof:
+            name = _FIELD_NAMES[_FIELDS[other + 5]]
+            if name in out:
+                del out[name]
+
+
+def _earlier_bodies(data, pos, end, first, last, o):
+    """The bytes of earlier occurrences of field o in data[pos:end] that still count."""
+    number = _FIELDS[o]
+    oneof = _FIELDS[o + 4]
+    body = b""
+    while pos < end:
+        tag, pos = _varint(data, pos, end, 5)
+        if tag >> 3 == number and tag & 7 == 2:
+            size, pos = _length(data, pos, end)
+            body += bytes(data[pos:pos + size])
+            pos += size
+            continue
+        if oneof:
+            for other in range(first, last, 6):
+                if _FIELDS[other] == tag >> 3 and _FIELDS[other + 4] == oneof:
+                    body = b""  # a sibling in the oneof replaced it
+        pos = _skip(data, pos, end, tag & 7)
+    return body
+
+
+def _decode_container(container, kind, label, sub, data, pos, end, depth, limits):
+    """Decode one map entry or one packed run into container; returns the new position."""
+    size, pos = _length(data, pos, end)
+    stop = pos + size
+    if label == _MAP:
+        _count(container, limits)
+        key, value = _decode_entry(_MAPS[sub], data, pos, stop, depth + 1, limits)
+        container[key] = value
+        return stop
+    while pos < stop:
+        _count(container, limits)
+        if _WIRE[kind] == 0:
+            raw, pos = _varint(data, pos, stop, 10)
+            container.append(_from_varint(kind, raw))
+        else:
+            value, pos = _read_fixed(kind, data, pos, stop)
+            container.append(value)
+    return stop
 
 
 def _decode_entry(sub, data, pos, end, depth, limits):
@@ -531,7 +628,11 @@ def _decode_entry(sub, data, pos, end, depth, limits):
     if depth > limits.max_depth:
         raise ProtocolError("nested deeper than %d" % limits.max_depth)
     while pos < end:
-        tag, pos = _varint(data, pos, end, 5)
+        tag = data[pos]
+        if tag < 0x80:
+            pos += 1
+        else:
+            tag, pos = _varint(data, pos, end, 5)
         number = tag >> 3
         wire = tag & 7
         if number == 0 or tag > _MASK32:
@@ -541,7 +642,11 @@ def _decode_entry(sub, data, pos, end, depth, limits):
             pos = _skip(data, pos, end, wire)
             continue
         if wire == 0:
-            raw, pos = _varint(data, pos, end, 10)
+            if pos < end and data[pos] < 0x80:
+                raw = data[pos]
+                pos += 1
+            else:
+                raw, pos = _varint(data, pos, end, 10)
             item = _from_varint(kind, raw)
         elif wire == 2:
             size, pos = _length(data, pos, end)
@@ -582,7 +687,11 @@ def _decode_value(data, pos, end, depth, limits):
     last = 0
     body = None
     while pos < end:
-        tag, pos = _varint(data, pos, end, 5)
+        tag = data[pos]
+        if tag < 0x80:
+            pos += 1
+        else:
+            tag, pos = _varint(data, pos, end, 5)
         number = tag >> 3
         wire = tag & 7
         if number == 0 or tag > _MASK32:
@@ -593,27 +702,38 @@ def _decode_value(data, pos, end, depth, limits):
         if number >= 7:
             # a list or map seen again right after itself merges (protobuf oneof rules)
             size, pos = _length(data, pos, end)
-            chunk = data[pos:pos + size]
+            view = data
+            start = pos
             pos += size
-            body = bytes(body) + bytes(chunk) if last == number else chunk
-            last = number
-            view = memoryview(body)
-            if number == 7:
-                result = _decode_list(view, 0, len(body), depth + 1, limits)
+            if last == number:
+                body = bytes(body) + bytes(data[start:pos])
+                view = memoryview(body)
+                start = 0
+                size = len(body)
             else:
-                result = _decode_map(view, 0, len(body), depth + 1, limits)
+                body = data[start:pos]
+            last = number
+            if number == 7:
+                result = _decode_list(view, start, start + size, depth + 1, limits)
+            else:
+                result = _decode_map(view, start, start + size, depth + 1, limits)
             continue
         last = number
         if number == 4:
             result, pos = _read_fixed(_DOUBLE, data, pos, end)
         elif number < 4:
-            raw, pos = _varint(data, pos, end, 10)
+            if pos < end and data[pos] < 0x80:
+                raw = data[pos]
+                pos += 1
+            else:
+                raw, pos = _varint(data, pos, end, 10)
             if number == 1:
                 result = None
             elif number == 2:
                 result = raw != 0
             else:
-                result = _from_varint(_SINT64, raw)
+                raw &= _MASK64
+                result = (raw >> 1) ^ -(raw & 1)
         else:
             size, pos = _length(data, pos, end)
             stop = pos + size
@@ -630,7 +750,11 @@ def _decode_list(data, pos, end, depth, limits):
         raise ProtocolError("nested deeper than %d" % limits.max_depth)
     out = []
     while pos < end:
-        tag, pos = _varint(data, pos, end, 5)
+        tag = data[pos]
+        if tag < 0x80:
+            pos += 1
+        else:
+            tag, pos = _varint(data, pos, end, 5)
         if tag >> 3 == 0 or tag > _MASK32:
             raise ProtocolError("invalid tag %d" % tag)
         if tag != 0x0A:
@@ -649,7 +773,11 @@ def _decode_map(data, pos, end, depth, limits):
     out = {}
     sub = (_STRING, _VALUE, -1)
     while pos < end:
-        tag, pos = _varint(data, pos, end, 5)
+        tag = data[pos]
+        if tag < 0x80:
+            pos += 1
+        else:
+            tag, pos = _varint(data, pos, end, 5)
         if tag >> 3 == 0 or tag > _MASK32:
             raise ProtocolError("invalid tag %d" % tag)
         if tag != 0x0A:

@@ -185,7 +185,8 @@ class SerialDecoder:
     def feed(self, data):
         """Add bytes; return the list of (type id, payload bytes) frames completed."""
         frames = []
-        data = bytes(data)
+        if not isinstance(data, bytes):
+            data = bytes(data)  # for find()
         start = 0
         n = len(data)
         while start < n:
@@ -221,7 +222,7 @@ class SerialDecoder:
             self._drop("frame too short")
             return None
         crc = body[-4] | (body[-3] << 8) | (body[-2] << 16) | (body[-1] << 24)
-        body = body[:-4]
+        body = memoryview(body)[:-4]
         if crc32(body) & 0xFFFFFFFF != crc:
             self._drop("CRC mismatch")
             return None

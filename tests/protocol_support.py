@@ -128,6 +128,8 @@ def _fill(pb2, msg, type_name, fields):
         elif k == "message":
             getattr(msg, name).SetInParent()
             _fill(pb2, getattr(msg, name), _name_of(sub), value)
+        elif k == "enum":
+            setattr(msg, name, codec.enum_value(sub, value))
         else:
             setattr(msg, name, value)
 

@@ -162,14 +162,21 @@ def render(messages, enums):
     ]
     enum_out = [
         "# Generated from jotunheim.proto by tools/jotunheim_host/schemagen.py. Do not edit.",
-        "# Enum value names, and constants for message types and status codes.",
+        "# Enum value names, and constants for message types and status codes. Lists, not",
+        "# tuples, so that MicroPython keeps the names as interned qstrs.",
+        "# ENUM_VALUES[i] alternates value names and numbers for enum ENUM_NAMES[i].",
         "from ._compat import const",
         "",
-        "ENUMS = (",
+        "ENUM_NAMES = %s" % _wrap(tuple(name for name, _ in enums)),
+        "",
+        "ENUM_VALUES = [",
     ]
     for name, values in enums:
-        enum_out.append("    (%r, %r)," % (name, values))
-    enum_out += [")", ""]
+        flat = []
+        for vname, number in values:
+            flat += [vname, number]
+        enum_out.append("    %s," % _wrap(flat, 84).replace("\n", "\n    "))
+    enum_out += ["]", ""]
     for name, values in enums:
         if name in ("MessageType", "Status"):
             for vname, number in values:

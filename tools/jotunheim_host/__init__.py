@@ -1,0 +1,1 @@
+"""Host side of Jotunheim: the `jotunheim` command, capture parsing and the demo."""
