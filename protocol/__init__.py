@@ -8,6 +8,9 @@ from .codec import Limits, DEFAULT_LIMITS, encode, decode, message_index, fields
 from .errors import ProtocolError, UnknownMessageType
 from .framing import PREAMBLE, FrameDecoder, SerialDecoder, frame, serial_frame
 from . import schema
+from ._compat import inflate
+
+COMPRESSED = 14  # the Compressed message's frame type
 
 PROTOCOL_VERSION = 1
 PROTOCOL_VERSION_MIN = 1
@@ -31,11 +34,44 @@ def message_name(type_id):
 
 
 def decode_payload(type_id, payload, limits=DEFAULT_LIMITS):
-    """Decode a frame's payload: (message name, fields); UnknownMessageType if unknown."""
+    """Decode a frame's payload: (message name, fields); UnknownMessageType if unknown.
+
+    A Compressed message is unwrapped: the result is the message inside it.
+    """
     name = message_name(type_id)
     if name is None:
         raise UnknownMessageType(type_id)
-    return name, decode(name, payload, limits)
+    fields = decode(name, payload, limits)
+    if type_id != COMPRESSED:
+        return name, fields
+    inner = message_name(fields["message_type"])
+    if inner is None:
+        raise UnknownMessageType(fields["message_type"])
+    if fields["message_type"] == COMPRESSED or fields["encoding"] != "zlib":
+        raise ProtocolError("unsupported compression %r of %s" % (fields["encoding"], inner))
+    if fields["size"] + len(fields["tail"]) > limits.max_frame:
+        raise ProtocolError("inflated %s of %d bytes exceeds %d" % (
+            inner, fields["size"] + len(fields["tail"]), limits.max_frame))
+    try:
+        body = inflate(fields["data"], fields["size"])
+    except ValueError as e:
+        raise ProtocolError("compressed %s: %s" % (inner, e))
+    return inner, decode(inner, body + fields["tail"], limits)
+
+
+def compress(type_name, fields, tail=b"", level=9, window_bits=10):
+    """Encode a message as a Compressed message (host side: needs zlib); returns bytes.
+
+    `tail` is encoded protobuf of the same type appended after inflating (see the .proto).
+    The receiver's inflater allocates the window named in the zlib header: 2**10 bytes by
+    default, which a board can spare (the usual 32 KiB would not fit an ESP8266).
+    """
+    import zlib
+    payload = encode(type_name, fields)
+    deflater = zlib.compressobj(level, zlib.DEFLATED, window_bits)
+    data = deflater.compress(payload) + deflater.flush()
+    return encode("Compressed", {"message_type": message_type(type_name), "encoding": "zlib",
+                                 "size": len(payload), "data": data, "tail": tail})
 
 
 def encode_frame(type_name, fields):

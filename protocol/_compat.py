@@ -2,7 +2,8 @@
 #
 # MicroPython accepts overlong and surrogate UTF-8 sequences that CPython (and Google's
 # protobuf) reject, so on MicroPython decoded text is checked by a strict validator.
-# ESP8266 builds lack binascii.crc32, so a bitwise fallback stands in.
+# ESP8266 builds lack binascii.crc32, so a bitwise fallback stands in. Inflating uses zlib
+# on CPython and the deflate module on MicroPython (absent on some boards).
 import sys
 
 MICROPYTHON = sys.implementation.name == "micropython"
@@ -68,3 +69,29 @@ def decode_utf8(data):
     if MICROPYTHON and len(text) != len(data) and not _strict_utf8(data):
         raise UnicodeError("invalid UTF-8")
     return text
+
+
+def inflate(data, size):
+    """Inflate zlib data that must come to exactly `size` bytes; ValueError otherwise."""
+    if MICROPYTHON:
+        import io
+        try:
+            import deflate
+        except ImportError:
+            raise ValueError("this board cannot inflate")
+        try:
+            out = deflate.DeflateIO(io.BytesIO(data), deflate.ZLIB).read(size + 1)
+        except OSError as e:
+            raise ValueError("bad zlib data: %s" % (e,))
+        if out is None or len(out) != size:
+            raise ValueError("inflated size differs from the declared size")
+        return out
+    import zlib
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(bytes(data), size + 1)
+    except zlib.error as e:
+        raise ValueError("bad zlib data: %s" % (e,))
+    if len(out) != size or not inflater.eof:
+        raise ValueError("inflated size differs from the declared size")
+    return out

@@ -10,7 +10,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "tests", "bench", "bench_protocol.py")
-MESSAGES = ("capabilities", "tool_call", "tool_call_by_name", "tool_result", "stream_chunk")
+MESSAGES = ("capabilities", "capabilities_compressed", "tool_call", "tool_call_named_args",
+            "tool_call_by_name", "tool_result", "stream_chunk")
 TIMES = ("ours_cpython", "google_protobuf_cpython", "json_mcp_cpython", "ours_micropython",
          "json_mcp_micropython")
 

