@@ -4,7 +4,9 @@
 # encoded message for a byte stream; FrameDecoder/SerialDecoder turn any chunking of bytes
 # back into (type id, payload) frames; decode_payload names and decodes a frame's payload.
 # SPEC.md is the byte-level contract.
-from .codec import Limits, DEFAULT_LIMITS, encode, decode, message_index, fields_of
+from .codec import Limits, DEFAULT_LIMITS, message_index, fields_of
+from .decoder import decode
+from .encoder import encode
 from .errors import ProtocolError, UnknownMessageType
 from .framing import PREAMBLE, FrameDecoder, SerialDecoder, frame, serial_frame
 from . import schema
@@ -52,8 +54,13 @@ def decode_payload(type_id, payload, limits=DEFAULT_LIMITS):
     if fields["size"] + len(fields["tail"]) > limits.max_frame:
         raise ProtocolError("inflated %s of %d bytes exceeds %d" % (
             inner, fields["size"] + len(fields["tail"]), limits.max_frame))
+    data = fields["data"]
+    # the zlib header names the window the inflater will allocate: refuse one too large
+    if len(data) < 2 or data[0] & 0x0F != 8 or (data[0] >> 4) + 8 > limits.max_window_bits:
+        raise ProtocolError("compressed %s: bad zlib header or window over 2**%d bytes" % (
+            inner, limits.max_window_bits))
     try:
-        body = inflate(fields["data"], fields["size"])
+        body = inflate(data, fields["size"])
     except ValueError as e:
         raise ProtocolError("compressed %s: %s" % (inner, e))
     return inner, decode(inner, body + fields["tail"], limits)

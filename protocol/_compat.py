@@ -83,6 +83,8 @@ def inflate(data, size):
             out = deflate.DeflateIO(io.BytesIO(data), deflate.ZLIB).read(size + 1)
         except OSError as e:
             raise ValueError("bad zlib data: %s" % (e,))
+        except MemoryError:
+            raise ValueError("not enough memory to inflate")
         if out is None or len(out) != size:
             raise ValueError("inflated size differs from the declared size")
         return out

@@ -10,7 +10,7 @@ import sys
 from hypothesis import strategies as st
 
 import protocol
-from protocol import codec
+from protocol import codec, decoder
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -154,7 +154,7 @@ def normalize(type_name, fields):
         elif present:
             out[name] = _norm_item(kind, sub, fields[name])
         elif label == IMPLICIT:
-            out[name] = codec._default_of(kind, sub)
+            out[name] = decoder._default_of(kind, sub)
     return out
 
 

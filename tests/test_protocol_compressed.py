@@ -62,3 +62,14 @@ def test_bad_compressed_messages(overrides, error):
 def test_garbage_inside_is_a_protocol_error():
     with pytest.raises(ProtocolError):
         protocol.decode_payload(protocol.COMPRESSED, _wrapped(b"\x0a\xff\xff"))
+
+
+def test_inflate_window_is_bounded():
+    body = protocol.encode("Capabilities", CAPS)
+    deflater = zlib.compressobj(9, zlib.DEFLATED, 15)  # a 32 KiB window
+    big_window = _wrapped(body, data=deflater.compress(body) + deflater.flush())
+    with pytest.raises(ProtocolError, match="window"):
+        protocol.decode_payload(protocol.COMPRESSED, big_window, Limits(max_window_bits=10))
+    assert protocol.decode_payload(protocol.COMPRESSED, big_window)[0] == "Capabilities"
+    assert protocol.decode_payload(protocol.COMPRESSED, _wrapped(body),
+                                   Limits(max_window_bits=10))[0] == "Capabilities"

@@ -52,9 +52,9 @@ def test_special_floats_match_google(pb2, value):
     assert ours == google.SerializeToString(deterministic=True)
     back = protocol.decode("ToolResult", ours)["value"]
     assert (math.isnan(back) and math.isnan(value)) or back == value
-    limits = {"minimum": value, "maximum": -value}
-    param = pb2.Parameter(minimum=value, maximum=-value)
-    assert protocol.encode("Parameter", limits) == param.SerializeToString(deterministic=True)
+    call = {"positional": [value, -value], "args": {"x": value}}
+    google = to_google(pb2, "ToolCall", call)
+    assert protocol.encode("ToolCall", call) == google.SerializeToString(deterministic=True)
 
 
 @SETTINGS
