@@ -342,3 +342,30 @@ def test_demo_reports_a_device_that_cannot_start(capsys):
         pytest.skip(micropython_missing())
     assert main(["demo", "--heap", "8k"]) == 3
     assert "MemoryError" in capsys.readouterr().err
+
+
+def test_demo_device_refuses_a_version_it_does_not_speak():
+    """Both sides send Hello first; without a common version the device says why and closes."""
+    import socket
+
+    from protocol_support import ROOT
+    script = os.path.join(ROOT, "tools", "jotunheim_host", "demo_device.py")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    device = subprocess.Popen([sys.executable, script], stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        port = int(device.stdout.readline())
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(protocol.encode_frame("Hello", {"version_min": 9, "version_max": 12}))
+            decoder = protocol.FrameDecoder()
+            got = []
+            while True:
+                data = conn.recv(4096)
+                if not data:
+                    break
+                got += [protocol.decode_payload(t, p) for t, p in decoder.feed(data)]
+        assert [name for name, _ in got] == ["Hello", "Error"]
+        assert got[1][1]["status"] == protocol.enums.FAILED_PRECONDITION
+        assert device.wait(timeout=10) == 0
+    finally:
+        device.kill()
+        device.wait()

@@ -202,7 +202,7 @@ def demo_arguments(parser):
                         help="interpreter for the device (default %(default)s)")
     parser.add_argument("--port", type=int, default=0,
                         help="TCP port for the device; 0 picks a free one")
-    parser.add_argument("--heap", default="64k",
+    parser.add_argument("--heap", default="96k",
                         help="MicroPython heap size for the device (default %(default)s)")
 
 

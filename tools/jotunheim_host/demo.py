@@ -108,7 +108,7 @@ def _last_line(text):
     return lines[-1] if lines else ""
 
 
-def run_demo(report, runtime="micropython", port=0, heap="64k"):
+def run_demo(report, runtime="micropython", port=0, heap="96k"):
     """Start the device, hold a session with it, stop it; DemoError on any problem."""
     with tempfile.TemporaryDirectory(prefix="jotunheim-demo-") as image:
         argv, env = device_command(runtime, port, heap, image)

@@ -21,6 +21,7 @@ IDLE_MS = 30000
 # enum numbers from jotunheim.proto (protocol.enums would load every enum name)
 OK = 0
 INVALID_ARGUMENT = 3
+FAILED_PRECONDITION = 9
 NOT_FOUND = 5
 UNIMPLEMENTED = 12
 UNAVAILABLE = 14
@@ -126,13 +127,18 @@ def on_tool_call(call):
     return "ToolResult", reply
 
 
+class Refused(Exception):
+    """Answer with this Error, then close the connection."""
+
+
 def on_hello(peer):
+    # our own Hello went out on connect; a version both sides speak is all that is left
     try:
         protocol.negotiate_version(HELLO, peer)
     except protocol.ProtocolError as e:
-        return "Error", {"status": INVALID_ARGUMENT, "message": str(e),
-                         "message_type": protocol.message_type("Hello")}
-    return "Hello", HELLO
+        raise Refused({"status": FAILED_PRECONDITION, "message": str(e),
+                       "message_type": protocol.message_type("Hello")})
+    return None
 
 
 def on_capabilities_request(request):
@@ -161,7 +167,7 @@ HANDLERS = {
 
 
 def answer(type_id, payload):
-    """(message name, fields) answering one frame; None for Goodbye."""
+    """(message name, fields) answering one frame, or None; Refused ends the session."""
     try:
         name, fields = protocol.decode_payload(type_id, payload)
     except protocol.UnknownMessageType:
@@ -171,10 +177,11 @@ def answer(type_id, payload):
         return "Error", {"status": INVALID_ARGUMENT, "message_type": type_id,
                          "message": str(e)}
     if name == "Goodbye":
-        return None
+        raise Refused(None)
     handler = HANDLERS.get(name)
     if handler is None:
         return "Error", {"status": UNIMPLEMENTED, "message_type": type_id,
+                         "request_id": fields.get("request_id", 0),
                          "message": "%s is not supported by this device" % name}
     return handler(fields)
 
@@ -184,15 +191,20 @@ def serve(conn):
     decoder = protocol.FrameDecoder(MAX_FRAME)
     poller = select.poll()
     poller.register(conn, select.POLLIN)
+    conn.sendall(protocol.encode_frame("Hello", HELLO))  # both sides speak first
     while poller.poll(IDLE_MS):
         data = conn.recv(1024)
         if not data:
             return
         for type_id, payload in decoder.feed(data):
-            reply = answer(type_id, payload)
-            if reply is None:
+            try:
+                reply = answer(type_id, payload)
+            except Refused as refusal:
+                if refusal.args[0] is not None:
+                    conn.sendall(protocol.encode_frame("Error", refusal.args[0]))
                 return
-            conn.sendall(protocol.encode_frame(reply[0], reply[1]))
+            if reply is not None:
+                conn.sendall(protocol.encode_frame(reply[0], reply[1]))
 
 
 def listen(port):
