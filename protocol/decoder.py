@@ -10,6 +10,9 @@
 #
 # Everything the peer controls is bounded by a Limits before it is allocated; any bad
 # input raises ProtocolError and nothing else.
+#
+# The one-byte fast paths for tags and varints are written out in each loop on purpose:
+# on MicroPython a function call costs more than the rest of the loop body.
 import struct
 
 from ._compat import decode_utf8
@@ -422,10 +425,8 @@ def _decode_value(data, pos, end, depth, limits):
     return result
 
 
-def _decode_list(data, pos, end, depth, limits):
-    if depth > limits.max_depth:
-        raise ProtocolError("nested deeper than %d" % limits.max_depth)
-    out = []
+def _item(data, pos, end):
+    """(position, size) of the next item (field 1) of a ListValue or MapValue, or (end, -1)."""
     while pos < end:
         tag = data[pos]
         if tag < 0x80:
@@ -434,37 +435,38 @@ def _decode_list(data, pos, end, depth, limits):
             tag, pos = _varint(data, pos, end, 5)
         if tag >> 3 == 0 or tag > MASK32:
             raise ProtocolError("invalid tag %d" % tag)
-        if tag != 0x0A:
-            pos = _skip(data, pos, end, tag & 7)
-            continue
-        size, pos = _length(data, pos, end)
+        if tag == 0x0A:
+            size, pos = _length(data, pos, end)
+            return pos, size
+        pos = _skip(data, pos, end, tag & 7)
+    return end, -1
+
+
+def _decode_list(data, pos, end, depth, limits):
+    if depth > limits.max_depth:
+        raise ProtocolError("nested deeper than %d" % limits.max_depth)
+    out = []
+    pos, size = _item(data, pos, end)
+    while size >= 0:
         _count(out, limits)
         out.append(_decode_value(data, pos, pos + size, depth + 1, limits))
-        pos += size
+        pos, size = _item(data, pos + size, end)
     return out
+
+
+_STRING_VALUE = (STRING, VALUE, -1)
 
 
 def _decode_map(data, pos, end, depth, limits):
     if depth > limits.max_depth:
         raise ProtocolError("nested deeper than %d" % limits.max_depth)
     out = {}
-    sub = (STRING, VALUE, -1)
-    while pos < end:
-        tag = data[pos]
-        if tag < 0x80:
-            pos += 1
-        else:
-            tag, pos = _varint(data, pos, end, 5)
-        if tag >> 3 == 0 or tag > MASK32:
-            raise ProtocolError("invalid tag %d" % tag)
-        if tag != 0x0A:
-            pos = _skip(data, pos, end, tag & 7)
-            continue
-        size, pos = _length(data, pos, end)
+    pos, size = _item(data, pos, end)
+    while size >= 0:
         _count(out, limits)
-        key, value = _decode_entry(sub, data, pos, pos + size, depth + 1, limits)
+        key, value = _decode_entry(_STRING_VALUE, data, pos, pos + size, depth + 1, limits)
         out[key] = value
-        pos += size
+        pos, size = _item(data, pos + size, end)
     return out
 
 

@@ -1,11 +1,8 @@
 """Shared helpers for the protocol tests: golden vectors, Google protobuf, strategies."""
 
-import importlib
 import json
 import os
 import struct
-import subprocess
-import sys
 
 from hypothesis import strategies as st
 
@@ -44,21 +41,7 @@ def load_vectors():
 
 # ------------------------------------------------------------------ Google protobuf
 
-_google = None
-
-
-def google_module(tmp_dir):
-    """Compile jotunheim.proto with grpc_tools' protoc and import the generated module."""
-    global _google
-    if _google is None:
-        out = os.path.join(tmp_dir, "google_pb")
-        os.makedirs(out, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "grpc_tools.protoc",
-                        "-I" + os.path.join(ROOT, "protocol"), "--python_out=" + out,
-                        "jotunheim.proto"], check=True)
-        sys.path.insert(0, out)
-        _google = importlib.import_module("jotunheim_pb2")
-    return _google
+from google_pb import google_module, to_google  # noqa: E402,F401 - re-exported for the tests
 
 
 def _fields(type_name):
@@ -69,69 +52,14 @@ def _name_of(idx):
     return protocol.schema.MESSAGE_NAMES[idx]
 
 
-def to_google(pb2, type_name, fields):
-    """Build the Google message equal to our dict form of a message."""
-    msg = getattr(pb2, type_name)()
-    _fill(pb2, msg, type_name, fields)
-    return msg
-
-
-def _value_to_google(pb2, msg, value):
-    if value is None:
-        msg.null_value = 0
-    elif value is True or value is False:
-        msg.bool_value = value
-    elif isinstance(value, int):
-        msg.int_value = value
-    elif isinstance(value, float):
-        msg.float_value = value
-    elif isinstance(value, str):
-        msg.string_value = value
-    elif isinstance(value, (bytes, bytearray)):
-        msg.bytes_value = bytes(value)
-    elif isinstance(value, list):
-        msg.list_value.SetInParent()
-        for item in value:
-            _value_to_google(pb2, msg.list_value.values.add(), item)
-    else:
-        msg.map_value.SetInParent()
-        for key, item in value.items():
-            _value_to_google(pb2, msg.map_value.entries[key], item)
-
-
-def _fill(pb2, msg, type_name, fields):
-    for number, name, kind, label, sub, oneof in _fields(type_name):
-        if name not in fields or (fields[name] is None and KINDS[kind] != "value"):
-            continue
-        value = fields[name]
-        k = KINDS[kind]
-        if label == MAP:
-            target = getattr(msg, name)
-            for key, item in value.items():
-                if KINDS[sub[1]] == "value":
-                    _value_to_google(pb2, target[key], item)
-                elif KINDS[sub[1]] == "message":
-                    _fill(pb2, target[key], _name_of(sub[2]), item)
-                else:
-                    target[key] = item
-        elif label == REPEATED:
-            target = getattr(msg, name)
-            for item in value:
-                if k == "value":
-                    _value_to_google(pb2, target.add(), item)
-                elif k == "message":
-                    _fill(pb2, target.add(), _name_of(sub), item)
-                else:
-                    target.append(item)
-        elif k == "value":
-            _value_to_google(pb2, getattr(msg, name), value)
-        elif k == "message":
-            getattr(msg, name).SetInParent()
-            _fill(pb2, getattr(msg, name), _name_of(sub), value)
-        elif k == "enum":
-            setattr(msg, name, codec.enum_value(sub, value))
-        else:
-            setattr(msg, name, value)
+def varint(n):
+    """The protobuf varint of a non-negative integer."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 # ------------------------------------------------------------------ expected decode

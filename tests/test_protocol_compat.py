@@ -4,23 +4,16 @@ import pytest
 
 import protocol
 from protocol import ProtocolError
+from protocol_support import varint
 
-
-def _varint(n):
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 # one field of every wire type a newer schema might add, numbered past ours
-NEWER_FIELDS = (_varint(100 << 3) + _varint(123456)
-                + _varint((101 << 3) | 1) + bytes(8)
-                + _varint((102 << 3) | 2) + b"\x03new"
-                + _varint((103 << 3) | 5) + bytes(4)
-                + _varint((536870911 << 3) | 0) + b"\x01")  # the largest field number
+NEWER_FIELDS = (varint(100 << 3) + varint(123456)
+                + varint((101 << 3) | 1) + bytes(8)
+                + varint((102 << 3) | 2) + b"\x03new"
+                + varint((103 << 3) | 5) + bytes(4)
+                + varint((536870911 << 3) | 0) + b"\x01")  # the largest field number
 
 
 @pytest.mark.parametrize("type_name,fields", [
@@ -36,10 +29,10 @@ def test_unknown_fields_are_skipped(type_name, fields):
 
 def test_unknown_fields_inside_nested_messages_and_values():
     device = protocol.encode("Device", {"id": "d1"}) + NEWER_FIELDS
-    caps = b"\x1a" + _varint(len(device)) + device
+    caps = b"\x1a" + varint(len(device)) + device
     assert protocol.decode("Capabilities", caps)["device"]["id"] == "d1"
     value = b"\x10\x01" + NEWER_FIELDS  # Value{bool_value: true} from a newer peer
-    result = b"\x1a" + _varint(len(value)) + value
+    result = b"\x1a" + varint(len(value)) + value
     assert protocol.decode("ToolResult", result)["value"] is True
 
 

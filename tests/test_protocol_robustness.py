@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import protocol
 from protocol import Limits, ProtocolError
-from protocol_support import ALL_MESSAGES, TOP_LEVEL, load_vectors
+from protocol_support import ALL_MESSAGES, TOP_LEVEL, load_vectors, varint
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 VECTORS = load_vectors()
@@ -59,14 +59,6 @@ def test_mutated_vectors(name, type_name, fields, data):
                 pass
 
 
-def _varint(n):
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
 
 @pytest.mark.parametrize("data,why", [
     (b"\x08", "truncated varint"),
@@ -94,9 +86,9 @@ def _nested_result(depth):
     """A ToolResult whose value is a list nested `depth` times around a null."""
     body = b"\x08\x00"  # null
     for _ in range(depth):
-        entry = b"\x0a" + _varint(len(body)) + body       # ListValue.values
-        body = b"\x3a" + _varint(len(entry)) + entry      # Value.list_value
-    return b"\x1a" + _varint(len(body)) + body            # ToolResult.value
+        entry = b"\x0a" + varint(len(body)) + body       # ListValue.values
+        body = b"\x3a" + varint(len(entry)) + entry      # Value.list_value
+    return b"\x1a" + varint(len(body)) + body            # ToolResult.value
 
 
 def test_nesting_is_bounded():
@@ -116,8 +108,8 @@ def test_nesting_is_bounded():
 
 def test_item_counts_are_bounded():
     limits = Limits(max_items=100)
-    packed = b"".join(_varint(i) for i in range(101))
-    gpio = b"\x0a" + _varint(len(packed)) + packed
+    packed = b"".join(varint(i) for i in range(101))
+    gpio = b"\x0a" + varint(len(packed)) + packed
     with pytest.raises(ProtocolError):
         protocol.decode("Gpio", gpio, limits)
     assert len(protocol.decode("Gpio", protocol.encode("Gpio", {"available": list(range(100))}),
@@ -144,7 +136,7 @@ def test_strings_and_messages_are_bounded():
 def test_frame_length_is_checked_before_buffering():
     dec = protocol.FrameDecoder(max_frame=1024)
     with pytest.raises(ProtocolError):
-        dec.feed(b"\x4a" + _varint(1025))
+        dec.feed(b"\x4a" + varint(1025))
     dec = protocol.FrameDecoder(max_frame=1024)
     with pytest.raises(ProtocolError):
         dec.feed(b"\x4a\xff\xff\xff\xff\xff\xff")  # length varint wider than 5 bytes
@@ -155,7 +147,7 @@ def test_frame_length_is_checked_before_buffering():
     with pytest.raises(ProtocolError):
         protocol.FrameDecoder().feed(b"GET / HTTP/1.1\r\n")
     dec = protocol.FrameDecoder(max_frame=1024)
-    assert dec.feed(b"\x4a" + _varint(1024) + b"\x10" + bytes(1000)) == []
+    assert dec.feed(b"\x4a" + varint(1024) + b"\x10" + bytes(1000)) == []
     assert dec.pending() == 1004
 
 

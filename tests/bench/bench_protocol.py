@@ -12,7 +12,6 @@
 # Targets are reported, not enforced.
 import argparse
 import hashlib
-import importlib
 import json
 import os
 import platform
@@ -22,17 +21,17 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-for path in (ROOT, HERE):
+for path in (ROOT, os.path.dirname(HERE), HERE):
     if path not in sys.path:
         sys.path.insert(0, path)
 
+import google_pb  # noqa: E402
 import protocol  # noqa: E402
 import upy_bench_protocol as bench  # noqa: E402
 
 DEFAULT_OUT = os.path.join(ROOT, "bench-results", "protocol.json")
 UPY_SCRIPT = os.path.join(HERE, "upy_bench_protocol.py")
 UPY_HEAP = "256k"
-VALUE_MESSAGE = "jotunheim.v1.Value"
 
 # (target name, message, ratio or time, limit, what is measured)
 TARGETS = (
@@ -52,84 +51,11 @@ class BenchError(Exception):
 # ---------------------------------------------------------------- Google protobuf
 
 def google_module(tmp):
-    """Compile jotunheim.proto with grpc_tools' protoc into tmp and import it."""
+    """Google's protobuf built from jotunheim.proto (tests/google_pb.py)."""
     try:
-        from grpc_tools import protoc
+        return google_pb.google_module(tmp)
     except ImportError:
         raise BenchError("grpcio-tools is not installed (pip install -e '.[dev]')")
-    proto_dir = os.path.join(ROOT, "protocol")
-    if protoc.main(["protoc", "-I" + proto_dir, "--python_out=" + tmp,
-                    os.path.join(proto_dir, "jotunheim.proto")]) != 0:
-        raise BenchError("protoc failed on protocol/jotunheim.proto")
-    sys.path.insert(0, tmp)
-    try:
-        return importlib.import_module("jotunheim_pb2")
-    finally:
-        sys.path.remove(tmp)
-
-
-def _set_value(target, value):
-    """Fill a jotunheim.v1.Value message from a native value."""
-    if value is None:
-        target.null_value = 0
-    elif isinstance(value, bool):
-        target.bool_value = value
-    elif isinstance(value, int):
-        target.int_value = value
-    elif isinstance(value, float):
-        target.float_value = value
-    elif isinstance(value, str):
-        target.string_value = value
-    elif isinstance(value, (bytes, bytearray)):
-        target.bytes_value = bytes(value)
-    elif isinstance(value, (list, tuple)):
-        target.list_value.SetInParent()
-        for item in value:
-            _set_value(target.list_value.values.add(), item)
-    else:
-        target.map_value.SetInParent()
-        for key, item in value.items():
-            _set_value(target.map_value.entries[key], item)
-
-
-def _fill(target, value):
-    target.SetInParent()
-    if target.DESCRIPTOR.full_name == VALUE_MESSAGE:
-        _set_value(target, value)
-    else:
-        to_google(target, value)
-
-
-def _scalar(field, value):
-    if field.enum_type is not None and isinstance(value, str):
-        return field.enum_type.values_by_name[value].number
-    return value
-
-
-def to_google(message, fields):
-    """Fill a Google protobuf message from the dict our codec takes."""
-    for name, value in fields.items():
-        field = message.DESCRIPTOR.fields_by_name[name]
-        kind = field.message_type
-        if kind is not None and kind.GetOptions().map_entry:
-            target = getattr(message, name)
-            for key, item in value.items():
-                if kind.fields_by_name["value"].message_type is None:
-                    target[key] = item
-                else:
-                    _fill(target[key], item)
-        elif field.is_repeated:
-            target = getattr(message, name)
-            for item in value:
-                if kind is None:
-                    target.append(_scalar(field, item))
-                else:
-                    _fill(target.add(), item)
-        elif kind is not None:
-            _fill(getattr(message, name), value)
-        else:
-            setattr(message, name, _scalar(field, value))
-    return message
 
 
 # ---------------------------------------------------------------- measuring
@@ -151,7 +77,7 @@ def time_cpython(pb2, type_name, message, mcp_form, repeats, target_us):
     encode = protocol.encode
     decode = protocol.decode
     google_class = getattr(pb2, type_name)
-    google_message = to_google(google_class(), message)
+    google_message = google_pb.fill(google_class(), message)
     from_string = google_class.FromString
     serialize = google_message.SerializeToString
     dumps = json.dumps
