@@ -6,7 +6,8 @@ try:
 
     _BOARDS = _path.join(_path.dirname(_path.dirname(_path.abspath(__file__))), "boards")
 except ImportError:  # MicroPython has no os.path: boards/ sits beside this package
-    _BOARDS = __file__.rsplit("/", 2)[0] + "/boards"
+    _PARTS = __file__.rsplit("/", 2)
+    _BOARDS = (_PARTS[0] if len(_PARTS) == 3 else ".") + "/boards"
 
 NAMES = ("esp32", "esp8266", "pico_w", "linux_sbc")
 

@@ -13,7 +13,7 @@ EPOCH_2000 = 946684800  # MicroPython's epoch is 2000-01-01 on most ports
 class Clock:
     """Microseconds since boot (unbounded) plus the wall time at boot."""
 
-    def __init__(self, start_us=0, wall_start=EPOCH_2000 + 788918400):
+    def __init__(self, start_us=0, wall_start=EPOCH_2000 + 789004800):
         self.now_us = start_us
         self.boot_us = start_us
         self.wall_start = wall_start  # seconds since 1970 at boot (default 2025-01-01)
