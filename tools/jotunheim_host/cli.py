@@ -3,6 +3,7 @@
 Commands:
   dump   pretty-print the frames in a capture of stream or serial bytes
   demo   start a demo device and talk to it over loopback TCP
+  sim    run simulated devices, each with its REPL on a TCP port, until Ctrl-C
 
 Output that is data is a readable listing, or JSON with --format json.
 
@@ -17,9 +18,13 @@ Exit codes:
 # the verb's arguments. A handler prints its results and raises CommandError to fail;
 # main() turns that into "jotunheim: message" on stderr and the error's exit code.
 import argparse
+import json
 import os
+import shutil
 import string
 import sys
+import tempfile
+import time
 
 from . import frames
 
@@ -206,11 +211,135 @@ def demo_arguments(parser):
                         help="MicroPython heap size for the device (default %(default)s)")
 
 
+# ------------------------------------------------------------------ sim
+
+def sim_settings(args):
+    """One settings dict per device, from the boards named or the scenario file."""
+    if args.scenario:
+        try:
+            with open(args.scenario) as f:
+                scenario = json.load(f)
+        except OSError as e:
+            raise CommandError("cannot read %s: %s" % (args.scenario, e.strerror),
+                               EXIT_ENVIRONMENT)
+        except ValueError as e:
+            raise CommandError("%s is not JSON: %s" % (args.scenario, e))
+        devices = scenario.get("devices", [scenario]) if isinstance(scenario, dict) else None
+        if not devices or not all(isinstance(d, dict) and "board" in d for d in devices):
+            raise CommandError("%s: a scenario names a board, or lists devices that each "
+                               "name one" % args.scenario, EXIT_USAGE)
+        return [dict(d) for d in devices]
+    if not args.boards:
+        raise CommandError("name a board (esp32, esp8266, pico_w, linux_sbc) or give "
+                           "--scenario", EXIT_USAGE)
+    return [{"board": board} for board in args.boards for _ in range(args.count)]
+
+
+def start_devices(args, settings, base, devices):
+    """Start every device, adding each to `devices` first (so that it is stopped whatever
+    happens); each gets base/NAME-N as its root when there are several."""
+    from host_sim.runner import Device
+    for i, one in enumerate(settings):
+        board = one["board"]
+        name = one.get("name") or "%s-%d" % (
+            board if isinstance(board, str) else board.get("name", "device"), i + 1)
+        root = one.get("root") or (base if len(settings) == 1 else os.path.join(base, name))
+        port = one.get("repl_port", args.repl_port + i if args.repl_port else 0)
+        device = Device(board, root, runtime=one.get("runtime", args.runtime),
+                        repl_port=port, network=one.get("network"), name=name)
+        devices.append(device)
+        if one.get("files"):
+            device.put_files(one["files"])
+        device.start(run_main=one.get("run_main", not args.repl))
+
+
+def do_sim(args):
+    """Start simulated devices, print where their REPLs are, and run until Ctrl-C."""
+    try:
+        from host_sim.runner import SimError
+    except ImportError:
+        raise CommandError("the simulator (host_sim) is not importable: run jotunheim from "
+                           "a source checkout", EXIT_ENVIRONMENT) from None
+    settings = sim_settings(args)
+    base = args.root or tempfile.mkdtemp(prefix="jotunheim-sim-")
+    devices = []
+    try:
+        try:
+            start_devices(args, settings, base, devices)
+        except ValueError as e:  # an unknown board
+            raise CommandError(str(e), EXIT_USAGE)
+        except (SimError, OSError) as e:
+            raise CommandError(str(e), EXIT_ENVIRONMENT)
+        rows = [device.describe() for device in devices]
+        if args.format == "json":
+            emit_json(rows)
+        else:
+            print_sim_table(rows)
+        sys.stdout.flush()
+        watch_devices(devices)
+    except KeyboardInterrupt:
+        print("stopped %d simulated device%s" % (len(devices), "" if len(devices) == 1 else "s"),
+              file=sys.stderr)
+    finally:
+        for device in devices:
+            device.stop()
+        if args.root is None:  # nobody asked to keep the flash
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def watch_devices(devices):
+    """Say on stderr when a device stops by itself (a crash, a deep sleep); until Ctrl-C."""
+    off = set()
+    while True:
+        time.sleep(0.5)
+        for device in devices:
+            if device.running:
+                off.discard(device.name)
+            elif device.name not in off:
+                off.add(device.name)
+                print("jotunheim: %s is off (exit status %s); its console said: %s" % (
+                    device.name, device.exit_status,
+                    device.console.text()[-300:].strip()), file=sys.stderr)
+
+
+def print_sim_table(rows):
+    columns = ("name", "board", "runtime", "repl", "root")
+    table = [[str(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(columns)]
+    for line in [[c.upper() for c in columns]] + table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    print("mpremote connect <repl> resume ... talks to a device; Ctrl-C stops them all")
+
+
+def sim_arguments(parser):
+    parser.add_argument("boards", nargs="*", metavar="BOARD",
+                        help="board profile names (boards/NAME.json)")
+    parser.add_argument("--runtime", choices=("micropython", "cpython"), default=None,
+                        help="interpreter for the devices (default: the board's)")
+    parser.add_argument("--root", default=None,
+                        help="state directory (flash, config), kept for the next run; several "
+                             "devices get a subdirectory each (default: a temporary one)")
+    parser.add_argument("--repl-port", type=int, default=0,
+                        help="TCP port of the first device's REPL, the next ones follow; "
+                             "0 picks free ports (the default)")
+    parser.add_argument("--count", type=int, default=1,
+                        help="devices per board named (default %(default)s)")
+    parser.add_argument("--repl", action="store_true",
+                        help="boot to the REPL without running main.py")
+    parser.add_argument("--scenario", default=None,
+                        help='JSON file: one device {"board": NAME or a profile, "runtime", '
+                             '"name", "root", "repl_port", "run_main", "files": {PATH: TEXT}, '
+                             '"network": {"access_points": [{"ssid", "password", "rssi"}], '
+                             '"associate_ms", "failures": [STATUS], "link": [[MS, "down"]]}}, '
+                             'or {"devices": [...]}')
+
+
 # ------------------------------------------------------------------ main
 
 COMMANDS = {
     "dump": (do_dump, dump_arguments, "pretty-print the frames in a capture"),
     "demo": (do_demo, demo_arguments, "run a demo device and talk to it over loopback"),
+    "sim": (do_sim, sim_arguments, "run simulated devices until Ctrl-C"),
 }
 
 

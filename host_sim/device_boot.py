@@ -1,0 +1,349 @@
+# Start a simulated device: the first program its process runs, under MicroPython's unix
+# port or CPython (`device_boot.py CONFIG.json`; host_sim.runner writes CONFIG).
+#
+# As a board's start-up does, it builds the World from the board profile, loads the
+# simulator's shims (machine, time, network, ...) while the host filesystem is still
+# visible, makes the device's flash its whole filesystem, then runs boot.py and main.py
+# from the flash in the one namespace the REPL shares.
+#
+# MicroPython: the flash is a LittleFS image file behind a block device written in Python,
+# mounted at "/" in place of the host filesystem: nothing outside the image can be seen,
+# and what was closed before a power cut is there at the next boot (LittleFS is
+# power-safe). A ballast trims the heap so that the free heap left after start-up is the
+# board's budget. After main.py the unix port's own REPL takes over (the runner passes -i).
+# CPython: the flash is a directory; host_sim.cpython_device confines paths to it and
+# provides the REPL (see there for how far the confinement goes).
+#
+# The runner listens on a control socket: the device reports there that its flash is
+# mounted ({"booted": true}) and asks for resets ({"reset": cause, "reason": ...}: the
+# runner kills the process and boots it again with that cause, which machine.reset_cause()
+# then reads from world.machine["reset_cause"]); the runner pushes link changes
+# ({"link": false}) that the network shim picks up. A reset is a SystemExit: sys.exit()
+# (a soft reset, as on a board) or machine's DeviceReset (with its reason and cause). From
+# boot.py or main.py it lands in run_file(); typed at the unix port's REPL it ends the
+# process, and an atexit hook finds the reset in the World's log. A process that ends
+# otherwise with status 0 (Ctrl-D at the REPL) is soft-reset by the runner.
+import sys
+
+BLOCK_SIZE = 4096
+MICROPYTHON = sys.implementation.name == "micropython"
+
+
+def print_exception(exc):
+    if MICROPYTHON:
+        sys.print_exception(exc)
+    else:
+        import traceback
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+
+
+class FlashImage:
+    """A block device over a flash image file, with littlefs's extended interface."""
+
+    def __init__(self, path):
+        self.file = open(path, "r+b")
+        self.file.seek(0, 2)
+        self.blocks = self.file.tell() // BLOCK_SIZE
+        self.erased = b"\xff" * BLOCK_SIZE  # preallocated: erasing allocates nothing
+
+    def readblocks(self, block, buf, offset=0):
+        self.file.seek(block * BLOCK_SIZE + offset)
+        self.file.readinto(buf)
+
+    def writeblocks(self, block, buf, offset=None):
+        if offset is None:  # the simple interface: erase, then program whole blocks
+            for i in range(len(buf) // BLOCK_SIZE):
+                self.ioctl(6, block + i)
+            offset = 0
+        self.file.seek(block * BLOCK_SIZE + offset)
+        self.file.write(buf)  # unbuffered: once written it survives a power cut
+
+    def ioctl(self, op, arg):
+        if op == 4:
+            return self.blocks
+        if op == 5:
+            return BLOCK_SIZE
+        if op == 6:
+            self.file.seek(arg * BLOCK_SIZE)
+            self.file.write(self.erased)
+        return 0
+
+    def blank(self):
+        """True if the image was never formatted (its two superblocks are erased)."""
+        buf = bytearray(64)
+        for block in (0, 1):
+            self.readblocks(block, buf)
+            if buf != self.erased[:64]:
+                return False
+        return True
+
+
+def open_flash(path):
+    """The LittleFS on an image, formatted first if it never was."""
+    import vfs
+    device = FlashImage(path)
+    try:
+        return vfs.VfsLfs2(device)
+    except OSError:
+        if not device.blank():
+            raise OSError("flash image %s does not mount: it is corrupt" % path)
+    vfs.VfsLfs2.mkfs(device)
+    return vfs.VfsLfs2(device)
+
+
+def copy_tree(src, dst):
+    """Copy a directory tree, on MicroPython (os.ilistdir; no os.path)."""
+    import os
+    buf = bytearray(BLOCK_SIZE)
+    for entry in os.ilistdir(src):
+        name, kind = entry[0], entry[1]
+        source, target = src + "/" + name, dst + "/" + name
+        if kind == 0x4000:
+            try:
+                os.mkdir(target)
+            except OSError:
+                pass  # already there
+            copy_tree(source, target)
+            continue
+        with open(source, "rb") as fin, open(target, "wb") as fout:
+            n = fin.readinto(buf)
+            while n:
+                fout.write(buf[:n] if n < len(buf) else buf)
+                n = fin.readinto(buf)
+
+
+class Control:
+    """The device's end of the runner's control socket (JSON lines both ways)."""
+
+    def __init__(self, port, world):
+        import json
+        import socket
+        self.json = json  # kept: after the swap a json.py on the flash would shadow it
+        self.sock = socket.socket()
+        self.sock.connect(socket.getaddrinfo("127.0.0.1", port)[0][-1])
+        self.sock.setblocking(False)
+        self.pending = b""
+        self.world = world
+
+    def send(self, message):
+        self.sock.setblocking(True)
+        self.sock.send(self.json.dumps(message).encode() + b"\n")
+        self.sock.setblocking(False)
+
+    def request_reset(self, cause, reason, sleep_us=None):
+        """Ask the runner to boot the device again with `cause` (None: what `reason`
+        leaves on this board); returns only if the runner is gone."""
+        self.send({"reset": cause, "reason": reason, "sleep_us": sleep_us})
+        self.wait_for_end()
+
+    def wait_for_end(self):
+        """Block until the runner kills this process (or closes the socket: exit then)."""
+        self.sock.setblocking(True)
+        while self.sock.recv(64):
+            pass
+        raise SystemExit(0)
+
+    def poll(self):
+        """Apply the messages the runner has sent since the last poll."""
+        while True:
+            try:
+                data = self.sock.recv(256)
+            except OSError:  # nothing waiting
+                break
+            if not data:
+                break
+            self.pending += data
+        while b"\n" in self.pending:
+            line, self.pending = self.pending.split(b"\n", 1)
+            message = self.json.loads(line)
+            if "link" in message and self.world.network is not None:
+                self.world.network.set_link(message["link"])
+
+
+def build_world(config):
+    from host_sim.clock import Clock
+    from host_sim.world import World, install
+    start_us = 0
+    if MICROPYTHON:  # the C asyncio module stamps tasks with the real tick
+        import utime
+        start_us = utime.ticks_us()
+    world = install(World(config["board"], Clock(start_us)))
+    if config.get("reset_cause") is not None:
+        world.machine["reset_cause"] = config["reset_cause"]
+    world.control = None
+    world.heap_ballast = None
+    if config.get("control_port"):
+        world.control = Control(config["control_port"], world)
+    return world
+
+
+def shim_names(directory):
+    """The modules and packages in host_sim/shims, the network shim first."""
+    import os
+    names = []
+    for name in os.listdir(directory):
+        if name.endswith(".py") and name != "__init__.py":
+            names.append(name[:-3])
+        elif "." not in name and not name.startswith("_"):
+            names.append(name)  # a package (asyncio, say)
+    names.sort()
+    if "network" in names:  # first: the World's network state is its class
+        names.remove("network")
+        names.insert(0, "network")
+    return names
+
+
+def load_shims(config, world):
+    """Import every shim while the host filesystem is visible, then hook asyncio.
+
+    MicroPython finds the shims first on sys.path. CPython's built-in modules (time)
+    cannot be shadowed from sys.path: there each shim is imported from the package and
+    put into sys.modules (the time shim by host_sim.vclock.install()).
+    """
+    shims = config["repo"] + "/host_sim/shims"
+    sys.path.insert(0, shims)
+    for name in shim_names(shims):
+        if MICROPYTHON:
+            module = __import__(name)
+        elif name == "time":
+            from host_sim import vclock
+            vclock.install()
+            module = sys.modules["time"]
+        else:
+            __import__("host_sim.shims." + name)
+            module = sys.modules[name] = sys.modules["host_sim.shims." + name]
+        if name == "network":
+            world.network = module.NetworkState.from_dict(config.get("network") or {})
+    from host_sim import vasyncio
+    vasyncio.install(world)
+
+
+def enter_flash(config, world):
+    """Make the flash the device's filesystem and sys.path a board's."""
+    import os
+    if not MICROPYTHON:
+        from host_sim import cpython_device
+        cpython_device.confine(config["flash"])
+        return
+    import vfs
+    fs = open_flash(config["flash"])  # opened while the image is still reachable
+    vfs.umount("/")
+    vfs.mount(fs, "/")
+    os.chdir("/")
+    sys.path[:] = ["", ".frozen", "/lib"]
+    world.heap_ballast = trim_heap(config.get("heap_bytes"))
+
+
+def trim_heap(budget):
+    """Take up what the heap holds beyond `budget`, so that `budget` is what stays free.
+
+    Allocated in pieces: the heap is fragmented after the imports."""
+    import gc
+    gc.collect()
+    if not budget:
+        return None
+    if gc.mem_free() < budget:
+        print("warning: the simulator's modules leave %d bytes of heap, %d short of the "
+              "board's budget" % (gc.mem_free(), budget - gc.mem_free()))
+        return None
+    ballast = []
+    piece = 16384
+    while piece >= 64:
+        excess = gc.mem_free() - budget
+        if excess < piece:
+            piece //= 2
+            continue
+        try:
+            ballast.append(bytearray(piece - 32))  # 32: the object and list slot around it
+        except MemoryError:
+            piece //= 2
+    return ballast
+
+
+def run_file(name, namespace, world):
+    """Run a file from the flash as a board does: errors are printed, not fatal."""
+    try:
+        with open(name) as f:
+            source = f.read()
+    except OSError:
+        return
+    try:
+        exec(compile(source, name, "exec"), namespace)
+    except SystemExit as e:
+        reset_after(world, e)
+    except BaseException as e:  # KeyboardInterrupt too: Ctrl-C stops main.py
+        print_exception(e)
+
+
+def reset_after(world, exc):
+    """Have the runner reboot the device after SystemExit `exc`: machine's DeviceReset
+    (it carries reason and cause), or sys.exit(), which a board takes as a soft reset."""
+    if world.control is None:
+        raise exc
+    world.control.request_reset(getattr(exc, "cause", None),
+                                getattr(exc, "reason", "soft_reset"),
+                                getattr(exc, "sleep_us", None))
+
+
+def reset_at_exit(world):
+    """The unix port's REPL ended: if machine reset the device, tell the runner."""
+    for entry in world.log[::-1]:
+        if entry[1] == "machine" and entry[2].startswith("reset: "):
+            world.control.request_reset(world.machine.get("reset_cause"), entry[2][7:])
+            return
+
+
+def flash_op(config):
+    """Copy a host tree into the flash image ("put") or out of it ("get")."""
+    import vfs
+    vfs.mount(open_flash(config["flash"]), "/flash")
+    if config["op"] == "put":
+        copy_tree(config["host_dir"], "/flash")
+    else:
+        copy_tree("/flash", config["host_dir"])
+    vfs.umount("/flash")
+
+
+def start(namespace):
+    """Boot the device described by the config file named in sys.argv[1].
+
+    boot.py, main.py and the REPL share `namespace`, the __main__ module's.
+    """
+    import json
+    with open(sys.argv[1]) as f:
+        config = json.load(f)
+    if config.get("op", "boot") != "boot":
+        flash_op(config)
+        return
+    world = build_world(config)
+    try:
+        load_shims(config, world)
+        enter_flash(config, world)
+    except BaseException as e:  # the runner kills the device: no REPL on the host's files
+        print_exception(e)
+        if world.control is not None:
+            world.control.send({"halt": repr(e)})
+            world.control.wait_for_end()
+        raise
+    if world.control is not None:
+        world.control.send({"booted": True})
+    for name in list(namespace):  # the REPL namespace starts empty, as on a board
+        if name not in ("__name__", "__builtins__"):
+            del namespace[name]
+    run_file("boot.py", namespace, world)
+    if config.get("run_main", True):
+        run_file("main.py", namespace, world)
+    if MICROPYTHON:  # the unix port's own REPL follows when this script ends
+        if world.control is not None:
+            sys.atexit(lambda: reset_at_exit(world))
+    else:
+        from host_sim import cpython_device
+        cpython_device.repl(namespace, lambda exc: reset_after(world, exc))
+
+
+if __name__ == "__main__":
+    # Run as a script: import this file again as a module, so that its names stay out
+    # of the namespace that boot.py, main.py and the REPL share.
+    sys.path[0] = sys.path[0].rsplit("/", 1)[0]  # the repository, not host_sim/
+    from host_sim import device_boot as _boot
+    _boot.start(globals())
