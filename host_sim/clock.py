@@ -26,6 +26,11 @@ class Clock:
             for listener in self.listeners:
                 listener(self.now_us)
 
+    def due(self, us):
+        """A listener's next deadline (None: none): it has nothing to do before `us`. This
+        clock calls every listener on every move anyway; a fleet of in-process devices
+        (host_sim.inprocess) calls a device's listeners only when they are due."""
+
     def advance_to(self, target_us):
         if target_us > self.now_us:
             self.advance(target_us - self.now_us)

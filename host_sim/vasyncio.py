@@ -28,7 +28,12 @@
 # registered and no executor job runs, advances the clock by the timeout and returns at
 # once. Timers due at the same instant fire in the order they were set, as on MicroPython
 # (heapq alone is not stable). In a device process, import this after host_sim.vclock.install().
+#
+# A device process's World has a control socket (host_sim.control): a real wait on I/O
+# waits on it too and serves the runner's requests when it wakes, on both interpreters; it
+# never makes the loop wait for real when nothing else would.
 import asyncio
+import select
 import sys
 
 from host_sim import world as _world
@@ -42,11 +47,12 @@ _LONG_WAIT_MS = 100000  # longer real waits are timed in ms: ticks_us wraps in 1
 
 def install(world=None):
     """Run asyncio on `world`'s clock (default: the current World) from now on."""
-    clock = (world or _world.current()).clock
+    world = world or _world.current()
+    control = getattr(world, "control", None)  # a device process's (host_sim.control)
     if MICROPYTHON:
-        _hook_micropython(clock)
+        _hook_micropython(world.clock, control)
     else:
-        asyncio.set_event_loop_policy(VirtualEventLoopPolicy(clock))
+        asyncio.set_event_loop_policy(VirtualEventLoopPolicy(world.clock, control))
 
 
 def run(coro, world=None):
@@ -56,7 +62,7 @@ def run(coro, world=None):
     _world.install(world)
     try:
         if MICROPYTHON:
-            _hook_micropython(world.clock)
+            _hook_micropython(world.clock, getattr(world, "control", None))
             asyncio.new_event_loop()
             return asyncio.run(coro)
         return _run_cpython(coro, world.clock)
@@ -70,12 +76,12 @@ _scheduler = None
 _new_event_loop = None  # asyncio's own, before the hook wraps it
 
 
-def _hook_micropython(clock):
+def _hook_micropython(clock, control=None):
     global _scheduler, _new_event_loop
     core = asyncio.core
 
     if _scheduler is None or _scheduler.clock is not clock:
-        _scheduler = _Scheduler(clock)
+        _scheduler = _Scheduler(clock, control)
     if _new_event_loop is None:
         _new_event_loop = core.new_event_loop
         asyncio.new_event_loop = core.new_event_loop = _hooked_new_event_loop
@@ -91,10 +97,11 @@ def _hooked_new_event_loop():
 class _Scheduler:
     """asyncio's clock on MicroPython: the virtual clock, kept ahead of the real tick."""
 
-    def __init__(self, clock):
+    def __init__(self, clock, control=None):
         import utime
 
         self.clock = clock
+        self.control = control
         self.utime = utime
         self.mask = utime.ticks_add(0, -1)  # the port's tick period - 1: 2**62 - 1 on 64-bit unix
         self.real_tick = utime.ticks_ms()
@@ -124,6 +131,32 @@ class _Scheduler:
         self._keep_ahead()
 
     def _wait_real(self, dt):
+        """Wait on the streams, and on the control socket, serving what comes on it. A
+        wait without a timeout (dt -1) returns only once a task is ready: asyncio pops
+        one then."""
+        control = self.control
+        if control is None or control.closed:
+            self._wait_io(dt)
+            return
+        io, sock, ready = self.io, control.sock, self.core._task_queue
+        while True:
+            io.map[id(sock)] = [None, None, sock]  # a stream nobody waits on: the IOQueue
+            io.poller.register(sock, select.POLLIN)  # drops it when it fires
+            try:
+                self._wait_io(dt)
+            finally:
+                if id(sock) in io.map:
+                    del io.map[id(sock)]
+                    io.poller.unregister(sock)
+            control.poll()
+            if dt >= 0 or ready.peek():
+                return
+            if control.closed:  # the runner is gone: wait as asyncio would
+                self._wait_io(dt)
+                return
+
+    def _wait_io(self, dt):
+        """IOQueue.wait_io_event(dt); the clock moves on by the real time it took."""
         utime = self.utime
         start_us, start_ms = utime.ticks_us(), utime.ticks_ms()
         type(self.io).wait_io_event(self.io, dt)
@@ -165,6 +198,7 @@ if not MICROPYTHON:
     import time
 
     _monotonic = time.monotonic  # the real one: the time shim reads it from the real module
+    _CONTROL = object()  # the selector key data that marks the control socket
 
     class _Timer(asyncio.TimerHandle):
         """A TimerHandle ordered by (when, scheduling order)."""
@@ -187,39 +221,52 @@ if not MICROPYTHON:
     class _Selector:
         """A selector that skips the clock ahead instead of waiting when nothing can wake it."""
 
-        def __init__(self, clock):
+        def __init__(self, clock, control=None):
             self._real = selectors.DefaultSelector()
             self._clock = clock
             self.wakeup_fd = None  # the loop's self-pipe: not a reason to wait
             self.jobs = 0          # executor jobs in flight: they finish in real time
+            self._control = control  # nor is the control socket, served here
+            if control is not None:
+                self._real.register(control.sock, selectors.EVENT_READ, _CONTROL)
 
         def __getattr__(self, name):
             return getattr(self._real, name)
 
         def _idle(self):
-            registered = self._real.get_map()
-            return self.jobs == 0 and (
-                len(registered) == 0 or (len(registered) == 1 and self.wakeup_fd in registered))
+            waiting = [fd for fd, key in self._real.get_map().items()
+                       if fd != self.wakeup_fd and key.data is not _CONTROL]
+            return self.jobs == 0 and not waiting
 
         def select(self, timeout=None):
             if timeout == 0:
-                return self._real.select(0)
+                return self._served(self._real.select(0))
             if timeout is not None and self._idle():
                 self._clock.advance(round(timeout * 1000000))
-                return self._real.select(0)
+                return self._served(self._real.select(0))
             start = _monotonic()
             events = self._real.select(timeout)
             self._clock.advance(round((_monotonic() - start) * 1000000))
-            return events
+            return self._served(events)
+
+        def _served(self, events):
+            """The loop's events; the control socket's are served here."""
+            mine = [event for event in events if event[0].data is _CONTROL]
+            if not mine:
+                return events
+            self._control.poll()
+            if self._control.closed:  # the runner is gone: nothing more will come
+                self._real.unregister(self._control.sock)
+            return [event for event in events if event[0].data is not _CONTROL]
 
 
     class VirtualEventLoop(asyncio.SelectorEventLoop):
         """A SelectorEventLoop whose time() is `clock` (a host_sim.clock.Clock)."""
 
-        def __init__(self, clock):
+        def __init__(self, clock, control=None):
             self._virtual_clock = clock
             self._timer_order = itertools.count()
-            super().__init__(_Selector(clock))
+            super().__init__(_Selector(clock, control))
             self._selector.wakeup_fd = self._ssock.fileno()
             self._clock_resolution = 1e-6
 
@@ -261,12 +308,13 @@ if not MICROPYTHON:
     class VirtualEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
         """Makes asyncio.run() and asyncio.new_event_loop() build VirtualEventLoops."""
 
-        def __init__(self, clock):
+        def __init__(self, clock, control=None):
             super().__init__()
             self.clock = clock
+            self.control = control
 
         def new_event_loop(self):
-            return VirtualEventLoop(self.clock)
+            return VirtualEventLoop(self.clock, self.control)
 
 
     def new_event_loop(clock):

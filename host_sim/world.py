@@ -39,7 +39,16 @@ class World:
         self.log.append((self.clock.now_us, source, event))
 
 
-_current = None
+_current = None  # the process's World: install() sets it
+# On CPython one process may run many simulated devices, each as asyncio tasks: enter()
+# makes a World current for one context (a task and the tasks it starts), and current()
+# prefers it to the process's. MicroPython has no contextvars: there enter() swaps the
+# process's World, which is all one device per process needs.
+try:
+    from contextvars import ContextVar
+    _task_world = ContextVar("host_sim_world", default=None)
+except ImportError:
+    _task_world = None
 
 
 def install(world):
@@ -51,6 +60,45 @@ def install(world):
 
 def current():
     """The World the shims act on (RuntimeError before install)."""
-    if _current is None:
+    world = peek()
+    if world is None:
         raise RuntimeError("no simulated world installed (host_sim.world.install)")
+    return world
+
+
+def peek():
+    """The World the shims act on, or None."""
+    if _task_world is not None:
+        world = _task_world.get()
+        if world is not None:
+            return world
     return _current
+
+
+def enter(world):
+    """Make `world` current in this context (CPython: this task and the tasks it starts);
+    returns a token for leave()."""
+    global _current
+    if _task_world is not None:
+        return _task_world.set(world)
+    previous = _current
+    _current = world
+    return previous
+
+
+def leave(token):
+    """Undo the enter() that returned `token`."""
+    global _current
+    if _task_world is not None:
+        _task_world.reset(token)
+    else:
+        _current = token
+
+
+def using(world, function, *args):
+    """function(*args) with `world` current: how an IRQ handler or timer callback runs."""
+    token = enter(world)
+    try:
+        return function(*args)
+    finally:
+        leave(token)

@@ -19,9 +19,10 @@ import pytest
 
 from host_sim.clock import Clock
 from host_sim.linkproxy import LinkProxy
-from host_sim.runner import Device, SimError
+from host_sim.runner import SimError
 from host_sim.shims import network
 from host_sim.world import World, install
+from sim_checks import check_flash_after_cut
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAVE_MICROPYTHON = shutil.which("micropython") is not None
@@ -33,23 +34,6 @@ needs_mpremote = pytest.mark.skipif(not HAVE_MPREMOTE, reason="mpremote is not i
 WIFI = {"access_points": [{"ssid": "greenhouse", "password": "hunter2", "rssi": -48},
                           {"ssid": "neighbour", "password": "x", "rssi": -80}],
         "associate_ms": 1500}
-
-
-@pytest.fixture
-def make_device(tmp_path):
-    """make_device(runtime, files={...}, **Device options): a Device, stopped afterwards."""
-    devices = []
-
-    def make(runtime, files=None, board="esp32", **options):
-        device = Device(board, tmp_path / ("device%d" % len(devices)), runtime=runtime,
-                        **options)
-        devices.append(device)
-        if files:
-            device.put_files(files)
-        return device
-    yield make
-    for device in devices:
-        device.stop()
 
 
 def mpremote(device, *args, check=True):
@@ -106,19 +90,6 @@ while True:
     if n % 25 == 0:
         print('wrote', n)
 """
-
-
-def check_flash_after_cut(device):
-    """Every data file is whole, and count is the last or the one before the last."""
-    count = int(device.read_file("count"))
-    written = []
-    for k in range(3):
-        lines = device.read_file("data%d" % k).decode().splitlines()
-        numbers = {int(line.split()[0]) for line in lines}
-        assert len(lines) == 40 and len(numbers) == 1, "data%d is torn: %r" % (k, lines)
-        written.append(numbers.pop())
-    assert max(written) in (count, count + 1)
-    return count
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

@@ -18,7 +18,6 @@ Exit codes:
 # the verb's arguments. A handler prints its results and raises CommandError to fail;
 # main() turns that into "jotunheim: message" on stderr and the error's exit code.
 import argparse
-import json
 import os
 import shutil
 import string
@@ -214,21 +213,16 @@ def demo_arguments(parser):
 # ------------------------------------------------------------------ sim
 
 def sim_settings(args):
-    """One settings dict per device, from the boards named or the scenario file."""
+    """One scenario per device, from the boards named or the scenario file."""
     if args.scenario:
+        from host_sim import scenario
         try:
-            with open(args.scenario) as f:
-                scenario = json.load(f)
+            return scenario.load(args.scenario)
         except OSError as e:
             raise CommandError("cannot read %s: %s" % (args.scenario, e.strerror),
                                EXIT_ENVIRONMENT)
         except ValueError as e:
-            raise CommandError("%s is not JSON: %s" % (args.scenario, e))
-        devices = scenario.get("devices", [scenario]) if isinstance(scenario, dict) else None
-        if not devices or not all(isinstance(d, dict) and "board" in d for d in devices):
-            raise CommandError("%s: a scenario names a board, or lists devices that each "
-                               "name one" % args.scenario, EXIT_USAGE)
-        return [dict(d) for d in devices]
+            raise CommandError("%s: %s" % (args.scenario, e), EXIT_USAGE)
     if not args.boards:
         raise CommandError("name a board (esp32, esp8266, pico_w, linux_sbc) or give "
                            "--scenario", EXIT_USAGE)
@@ -239,17 +233,18 @@ def start_devices(args, settings, base, devices):
     """Start every device, adding each to `devices` first (so that it is stopped whatever
     happens); each gets base/NAME-N as its root when there are several."""
     from host_sim.runner import Device
-    for i, one in enumerate(settings):
-        board = one["board"]
-        name = one.get("name") or "%s-%d" % (
-            board if isinstance(board, str) else board.get("name", "device"), i + 1)
+    pace = {} if args.pace is None else {"pace": args.pace or None}
+    names = [one.get("name") or "%s-%d" % (
+        one["board"] if isinstance(one["board"], str) else one["board"].get("name", "device"),
+        i + 1) for i, one in enumerate(settings)]
+    if len(set(names)) < len(names):  # a name shared by the devices of a scenario
+        names = ["%s-%d" % (name, i + 1) for i, name in enumerate(names)]
+    for i, (one, name) in enumerate(zip(settings, names)):
         root = one.get("root") or (base if len(settings) == 1 else os.path.join(base, name))
         port = one.get("repl_port", args.repl_port + i if args.repl_port else 0)
-        device = Device(board, root, runtime=one.get("runtime", args.runtime),
-                        repl_port=port, network=one.get("network"), name=name)
+        device = Device(None, root, runtime=args.runtime or one.get("runtime"),
+                        repl_port=port, name=name, scenario=one, **pace)
         devices.append(device)
-        if one.get("files"):
-            device.put_files(one["files"])
         device.start(run_main=one.get("run_main", not args.repl))
 
 
@@ -327,11 +322,13 @@ def sim_arguments(parser):
     parser.add_argument("--repl", action="store_true",
                         help="boot to the REPL without running main.py")
     parser.add_argument("--scenario", default=None,
-                        help='JSON file: one device {"board": NAME or a profile, "runtime", '
-                             '"name", "root", "repl_port", "run_main", "files": {PATH: TEXT}, '
-                             '"network": {"access_points": [{"ssid", "password", "rssi"}], '
-                             '"associate_ms", "failures": [STATUS], "link": [[MS, "down"]]}}, '
-                             'or {"devices": [...]}')
+                        help="JSON file naming the board, runtime, files, peripherals, analog "
+                             "waveforms, Wi-Fi and a fault schedule of one device, or "
+                             "{\"devices\": [...]} (host_sim/SCENARIOS.md)")
+    parser.add_argument("--pace", type=float, default=None,
+                        help="let virtual time run at most this many times real time (1: "
+                             "real time; 0: as fast as it goes); default: the scenario's, "
+                             "else as fast as it goes")
 
 
 # ------------------------------------------------------------------ main

