@@ -220,17 +220,27 @@ def trim_heap(budget):
         print("warning: the simulator's modules leave %d bytes of heap, %d short of the "
               "board's budget" % (gc.mem_free(), budget - gc.mem_free()))
         return None
-    ballast = []
+    # Hold the budget as one block while the rest is filled, so that what stays free is
+    # one contiguous region as on a freshly booted board, not scattered fragments.
+    try:
+        reserve = bytearray(budget - 64)
+    except MemoryError:
+        reserve = None
+    ballast = [None] * 2048  # allocated up front: a list growing late finds no room
+    used = 0
     piece = 16384
-    while piece >= 64:
-        excess = gc.mem_free() - budget
+    while piece >= 64 and used < len(ballast):
+        excess = gc.mem_free() - (0 if reserve is not None else budget)
         if excess < piece:
             piece //= 2
             continue
         try:
-            ballast.append(bytearray(piece - 32))  # 32: the object and list slot around it
+            ballast[used] = bytearray(piece - 16)  # 16: the object header around it
+            used += 1
         except MemoryError:
             piece //= 2
+    reserve = None
+    gc.collect()
     return ballast
 
 

@@ -495,3 +495,24 @@ def test_jotunheim_sim_usage_errors(capsys):
     assert "name a board" in capsys.readouterr().err
     assert main(["sim", "nonesuch"]) == 2
     assert "unknown board 'nonesuch'" in capsys.readouterr().err
+
+
+HEAP_MAIN = """
+import gc
+gc.collect()
+print('free', gc.mem_free())
+block = bytearray(%d)  # most of the budget in one piece, as a fresh board allows
+print('block ok')
+"""
+
+
+@pytest.mark.parametrize("board", ["esp8266", "esp32", "pico_w"])
+def test_micropython_device_gets_its_boards_heap_in_one_piece(make_device, board):
+    from host_sim import boards
+    from host_sim.runner import WORD_FACTOR
+    budget = WORD_FACTOR * boards.load(board)["heap_bytes"]
+    device = make_device("micropython", {"main.py": HEAP_MAIN % (budget // 2)}, board=board)
+    device.start()
+    device.console.wait_for("block ok", timeout=30)
+    free = int(re.search(r"free (\d+)", device.console.text()).group(1))
+    assert budget * 0.9 < free < budget * 1.1
