@@ -2,10 +2,10 @@
 # port or CPython (`device_boot.py CONFIG.json`; host_sim.runner writes CONFIG).
 #
 # As a board's start-up does, it builds the World from the board profile, loads the
-# simulator's shims (machine, time, network, ...) while the host filesystem is still
-# visible, attaches what the scenario wires to the board (host_sim.scenario), makes the
-# device's flash its whole filesystem, then runs boot.py and main.py from the flash in the
-# one namespace the REPL shares.
+# simulator's shims of the modules the board has (machine, time, network, esp32 on an
+# ESP32, ...) while the host filesystem is still visible, attaches what the scenario
+# wires to the board (host_sim.scenario), makes the device's flash its whole filesystem,
+# then runs boot.py and main.py from the flash in the one namespace the REPL shares.
 #
 # MicroPython: the flash is a LittleFS image file behind a block device written in Python,
 # mounted at "/" in place of the host filesystem: nothing outside the image can be seen,
@@ -29,6 +29,19 @@ import sys
 BLOCK_SIZE = 4096
 MICROPYTHON = sys.implementation.name == "micropython"
 CPYTHON_ONLY = ("smbus",)  # shims of what a Linux board has and a MicroPython one lacks
+# Shims of what only some boards have: the board's "port" must be the one named, or its
+# profile's availability field true. `import esp32` on a Pico W fails as on the board.
+ON_PORT = {"esp32": "esp32", "rp2": "rp2"}
+IF_PROFILE = {"dht": "dht", "onewire": "onewire", "ds18x20": "onewire"}
+
+
+def board_has(board, name):
+    """True if the board has the module that shim `name` stands in for."""
+    if name in ON_PORT:
+        return board.get("port") == ON_PORT[name]
+    if name in IF_PROFILE:
+        return bool(board.get(IF_PROFILE[name]))
+    return True
 
 
 def print_exception(exc):
@@ -166,16 +179,20 @@ def shim_names(directory):
 
 
 def load_shims(config, world):
-    """Import every shim while the host filesystem is visible, then hook asyncio.
+    """Import the board's shims while the host filesystem is visible, then hook asyncio.
 
     MicroPython finds the shims first on sys.path. CPython's built-in modules (time)
     cannot be shadowed from sys.path: there each shim is imported from the package and
-    put into sys.modules (the time shim by host_sim.vclock.install()).
+    put into sys.modules (the time shim by host_sim.vclock.install()). A shim with
+    power_on() keeps state beside the flash: it opens its files now, while it can.
     """
     shims = config["repo"] + "/host_sim/shims"
+    state_dir = config["flash"].rsplit("/", 1)[0]
+    soft_reset = config.get("reset_cause") is not None and \
+        config["reset_cause"] == world.board["machine"]["reset_causes"].get("SOFT_RESET")
     sys.path.insert(0, shims)
     for name in shim_names(shims):
-        if MICROPYTHON and name in CPYTHON_ONLY:
+        if (MICROPYTHON and name in CPYTHON_ONLY) or not board_has(world.board, name):
             continue
         if MICROPYTHON:
             module = __import__(name)
@@ -188,6 +205,8 @@ def load_shims(config, world):
             module = sys.modules[name] = sys.modules["host_sim.shims." + name]
         if name == "network":
             world.network = module.NetworkState.from_dict(config.get("network") or {})
+        if hasattr(module, "power_on"):
+            module.power_on(world, state_dir, soft_reset)
     from host_sim import vasyncio
     vasyncio.install(world)
 

@@ -1,5 +1,8 @@
 """Checks shared by the simulator tests."""
 
+import re
+import time
+
 
 def check_flash_after_cut(device):
     """Every data file is whole, and count is the last or the one before the last."""
@@ -12,3 +15,16 @@ def check_flash_after_cut(device):
         written.append(numbers.pop())
     assert max(written) in (count, count + 1)
     return count
+
+
+def printed(device, pattern, since=0, timeout=20):
+    """The groups of the first match of `pattern` in what the device printed after `since`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = re.search(pattern, device.console.text(since))
+        if found:
+            return found.groups()
+        if time.monotonic() > deadline:
+            raise AssertionError("%r not printed; the device printed: %s" % (
+                pattern, device.console.text(since)[-800:]))
+        time.sleep(0.02)

@@ -22,7 +22,7 @@ from host_sim.linkproxy import LinkProxy
 from host_sim.runner import SimError
 from host_sim.shims import network
 from host_sim.world import World, install
-from sim_checks import check_flash_after_cut
+from sim_checks import check_flash_after_cut, printed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAVE_MICROPYTHON = shutil.which("micropython") is not None
@@ -43,19 +43,6 @@ def mpremote(device, *args, check=True):
         raise AssertionError("mpremote %s failed: %s%s" % (" ".join(args), done.stdout,
                                                            done.stderr))
     return done
-
-
-def printed(device, pattern, since=0, timeout=15):
-    """The groups of the first match of `pattern` in what the device printed after `since`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = re.search(pattern, device.console.text(since))
-        if found:
-            return found.groups()
-        if time.monotonic() > deadline:
-            raise AssertionError("%r not printed; the device printed: %s" % (
-                pattern, device.console.text(since)[-800:]))
-        time.sleep(0.02)
 
 
 # ------------------------------------------------------------------ flash and power
