@@ -1,7 +1,14 @@
 """Checks shared by the simulator tests."""
 
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def check_flash_after_cut(device):
@@ -28,3 +35,26 @@ def printed(device, pattern, since=0, timeout=20):
             raise AssertionError("%r not printed; the device printed: %s" % (
                 pattern, device.console.text(since)[-800:]))
         time.sleep(0.02)
+
+
+def micropython_env():
+    """The environment for a check script on the unix port: the shims shadow the
+    built-in modules, as on a simulated device."""
+    path = os.pathsep.join((os.path.join(ROOT, "host_sim", "shims"), ROOT, ".frozen"))
+    return dict(os.environ, MICROPYPATH=path)
+
+
+def run_check_script(runtime, script, args, heap, timeout=120):
+    """Run a check script under `runtime`; the JSON objects it printed, merged."""
+    if runtime == "micropython":
+        cmd, env = [shutil.which("micropython"), "-X", "heapsize=" + heap, script], \
+            micropython_env()
+    else:
+        cmd, env = [sys.executable, script], dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run(cmd + [str(a) for a in args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {}
+    for line in proc.stdout.splitlines():
+        rows.update(json.loads(line))
+    return rows

@@ -23,6 +23,7 @@ from host_sim import world as sim_world
 from host_sim.clock import Clock
 from host_sim.shims import time as vtime
 from host_sim.world import World
+from sim_checks import micropython_env, run_check_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECKS = os.path.join(ROOT, "tests", "upy", "sim_clock_checks.py")
@@ -33,23 +34,8 @@ PEER_DELAY = 0.3  # seconds the loopback peer waits before it answers
 BOTH = ["cpython", "micropython"]
 
 
-def micropython_env():
-    path = os.pathsep.join((os.path.join(ROOT, "host_sim", "shims"), ROOT, ".frozen"))
-    return dict(os.environ, MICROPYPATH=path)
-
-
 def run_checks(runtime, *args):
-    if runtime == "micropython":
-        cmd, env = [MICROPYTHON, "-X", "heapsize=" + HEAP, CHECKS], micropython_env()
-    else:
-        cmd, env = [sys.executable, CHECKS], dict(os.environ, PYTHONPATH=ROOT)
-    proc = subprocess.run(cmd + [str(a) for a in args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = {}
-    for line in proc.stdout.splitlines():
-        rows.update(json.loads(line))
-    return rows
+    return run_check_script(runtime, CHECKS, args, HEAP)
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,9 @@ models themselves against the datasheet's integer formulas, on CPython.
 """
 
 import importlib.metadata
-import json
 import os
 import random
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -24,6 +21,7 @@ from host_sim.clock import Clock
 from host_sim.shims import dht, ds18x20, onewire
 from host_sim.shims.machine import Pin
 from host_sim.world import World
+from sim_checks import run_check_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECKS = os.path.join(ROOT, "tests", "upy", "sim_sensor_checks.py")
@@ -48,19 +46,7 @@ def driver_package(tmp_path):
 
 def run_checks(runtime, drivers):
     args = [BOARDS] + ([drivers] if drivers else [])
-    if runtime == "micropython":
-        path = os.pathsep.join((os.path.join(ROOT, "host_sim", "shims"), ROOT, ".frozen"))
-        cmd = [MICROPYTHON, "-X", "heapsize=" + HEAP, CHECKS]
-        env = dict(os.environ, MICROPYPATH=path)
-    else:
-        cmd, env = [sys.executable, CHECKS], dict(os.environ, PYTHONPATH=ROOT)
-    proc = subprocess.run(cmd + args, env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = {}
-    for line in proc.stdout.splitlines():
-        rows.update(json.loads(line))
-    return rows
+    return run_check_script(runtime, CHECKS, args, HEAP, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,20 @@ from host_sim.world import current as _current
 _KEEP = object()
 
 
-class Pin:
+class _Switch:
+    """What Pin and Signal share: calling them is value(); on() and off()."""
+
+    def __call__(self, x=None):
+        return self.value(x)
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+
+class Pin(_Switch):
     """A GPIO pin of the current board."""
 
     IN = _pins.IN
@@ -62,14 +75,6 @@ class Pin:
         s.out = 1 if x else 0
         s.changed()
 
-    def __call__(self, x=None):
-        return self.value(x)
-
-    def on(self):
-        self.value(1)
-
-    def off(self):
-        self.value(0)
 
     def toggle(self):
         self.value(0 if self._state.out else 1)
@@ -120,7 +125,7 @@ def _accept_pull(pin_state, pull):
     return pull if _pins.check(world, cap in pin_state.caps, "no_pull", pin_state.id) else None
 
 
-class Signal:
+class Signal(_Switch):
     """A pin that may be inverted: on() means active, whatever the wiring."""
 
     def __init__(self, pin, *args, invert=False, **kwargs):
@@ -133,15 +138,6 @@ class Signal:
         if x is None:
             return self._pin.value() ^ self._invert
         self._pin.value((1 if x else 0) ^ self._invert)
-
-    def __call__(self, x=None):
-        return self.value(x)
-
-    def on(self):
-        self.value(1)
-
-    def off(self):
-        self.value(0)
 
 
 class Timer:
