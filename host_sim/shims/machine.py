@@ -75,7 +75,6 @@ class Pin(_Switch):
         s.out = 1 if x else 0
         s.changed()
 
-
     def toggle(self):
         self.value(0 if self._state.out else 1)
 
