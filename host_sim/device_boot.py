@@ -4,14 +4,17 @@
 # As a board's start-up does, it builds the World from the board profile, loads the
 # simulator's shims of the modules the board has (machine, time, network, esp32 on an
 # ESP32, ...) while the host filesystem is still visible, attaches what the scenario
-# wires to the board (host_sim.scenario), makes the device's flash its whole filesystem,
-# then runs boot.py and main.py from the flash in the one namespace the REPL shares.
+# wires to the board (host_sim.scenario) and the UARTs the runner bridges to host ptys
+# (host_sim.serialbridge), makes the device's flash its whole filesystem, then runs
+# boot.py and main.py from the flash in the one namespace the REPL shares.
 #
 # MicroPython: the flash is a LittleFS image file behind a block device written in Python,
 # mounted at "/" in place of the host filesystem: nothing outside the image can be seen,
 # and what was closed before a power cut is there at the next boot (LittleFS is
 # power-safe). A ballast trims the heap so that the free heap left after start-up is the
-# board's budget. After main.py the unix port's own REPL takes over (the runner passes -i).
+# board's budget. A ROMFS image, when the device has one, is mounted at /rom ahead of /lib
+# on sys.path, as on a board. After main.py the unix port's own REPL takes over (the
+# runner passes -i).
 # CPython: the flash is a directory; host_sim.cpython_device confines paths to it and
 # provides the REPL (see there for how far the confinement goes).
 #
@@ -162,6 +165,16 @@ def apply_scenario(config, world):
         world.clock.listeners.append(world.control.on_clock)
 
 
+def wire_serial(config, world):
+    """Connect the UARTs the runner wires to host ptys: a HostLine at the pins of each, as
+    a USB-serial adapter's wires would be (host_sim.serialbridge, loaded only then)."""
+    if not config.get("serial"):
+        return
+    from host_sim.serialbridge import HostLine
+    for line in config["serial"]:
+        world.attach("uart", tuple(line["pins"]), None, HostLine(line["port"]))
+
+
 def shim_names(directory):
     """The modules and packages in host_sim/shims, the network shim first."""
     import os
@@ -220,11 +233,33 @@ def enter_flash(config, world):
         return
     import vfs
     fs = open_flash(config["flash"])  # opened while the image is still reachable
+    world.romfs = read_romfs(config.get("romfs"))
     vfs.umount("/")
     vfs.mount(fs, "/")
     os.chdir("/")
     sys.path[:] = ["", ".frozen", "/lib"]
+    if world.romfs is not None:
+        vfs.mount(vfs.VfsRom(world.romfs[1]), "/rom")
+        sys.path[:] = ["", ".frozen", "/rom", "/rom/lib", "/lib"]
     world.heap_ballast = trim_heap(config.get("heap_bytes"))
+
+
+def read_romfs(path):
+    """(buffer, the image in it) or None. A board maps its ROMFS from flash; here it is
+    read before the heap is trimmed, into the simulator's share. Bytecode imported from
+    /rom runs in place from these bytes and takes no heap of the device's."""
+    if not path:
+        return None
+    import os
+    size = os.stat(path)[6]
+    # One byte more than the image. Seen on 1.29: a VfsRom over a buffer exactly the
+    # image's size pins whatever the heap puts right after it (the heap trim's reserve,
+    # which then never frees), as if it held a pointer to the image's end, which the
+    # conservative GC takes for one to the next block. With the spare byte it is inside.
+    buffer = bytearray(size + 1)
+    with open(path, "rb") as f:
+        f.readinto(buffer)
+    return buffer, memoryview(buffer)[:size]
 
 
 def trim_heap(budget):
@@ -241,11 +276,11 @@ def trim_heap(budget):
         return None
     # Hold the budget as one block while the rest is filled, so that what stays free is
     # one contiguous region as on a freshly booted board, not scattered fragments.
+    ballast = [None] * 2048  # allocated first: a list growing late finds no room
     try:
         reserve = bytearray(budget - 64)
     except MemoryError:
         reserve = None
-    ballast = [None] * 2048  # allocated up front: a list growing late finds no room
     used = 0
     piece = 16384
     while piece >= 64 and used < len(ballast):
@@ -322,6 +357,7 @@ def start(namespace):
     try:
         load_shims(config, world)
         apply_scenario(config, world)
+        wire_serial(config, world)
         enter_flash(config, world)
     except BaseException as e:  # the runner kills the device: no REPL on the host's files
         print_exception(e)

@@ -221,5 +221,10 @@ class RemoteWorld:
         """{"uptime_us", "ticks_ms", "ticks_us", "time"} of the device's virtual clock."""
         return self._ask("clock")
 
+    def write_file(self, path, text):
+        """Write a text file on the running device's flash, as an editor over the air
+        would (the device's firmware sees the change; nothing is kept for the next boot)."""
+        self._ask("write_file", path=path, text=text)
+
     def uptime_us(self):
         return self.clock()["uptime_us"]

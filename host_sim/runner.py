@@ -26,6 +26,12 @@
 # process at once (SIGKILL): the flash keeps what was written, as a board's does. Boots
 # are counted from 1 (device.boots); a scenario's faults name the boot they belong to.
 #
+# Serial lines: Device(serial=[2]) (or the scenario's "serial") wires UART 2 of the board
+# to a pty on the host, as a USB-serial adapter on its pins would be: device.serial_port(2)
+# is its path ("/dev/pts/7"), which a host program opens with pyserial. The pty is made
+# with the Device and closed by stop(), so the path stays across resets and power cuts;
+# what the host sends while the device is off is lost (host_sim.serialbridge).
+#
 # Pacing: pace=N lets the device's virtual time run at most N times real time (1 for a
 # fleet that lives in real time); None lets it run as fast as it can, which for firmware
 # that only sleeps means a CPU core spent spinning through virtual time.
@@ -40,6 +46,10 @@
 # WORD_FACTOR * heap_bytes, plus SIM_HEAP for the simulator's own modules (a board has
 # machine, network and time in ROM); device_boot then pins down what the simulator's
 # modules left over beyond the budget. CPython devices have no heap limit.
+#
+# ROMFS: a MicroPython device may have a ROMFS image (state dir/romfs.img, kept like the
+# flash) that device_boot mounts at /rom. A board maps it from flash; here its bytes sit
+# in the simulator's share of the heap, so the process gets that much more heap.
 import json
 import os
 import signal
@@ -53,12 +63,14 @@ from host_sim.console import Console
 from host_sim import flash
 from host_sim.flash import DEVICE_BOOT, REPO, Flash, FlashError
 from host_sim.linkproxy import LinkProxy
+from host_sim.serialbridge import SerialLines, check_uarts
 from host_sim.remote import (REQUEST_TIMEOUT, ControlChannel, RemoteWorld,  # noqa: F401 (API)
                              RequestError, SimError)
 
 RUNTIMES = ("micropython", "cpython")
 WORD_FACTOR = 2
 SIM_HEAP = 384 * 1024
+SERIAL_HEAP = 32 * 1024  # what the device's end of host_sim.serialbridge takes, when wired
 BOOT_TIMEOUT = 20.0
 DEFAULT_RESET_CAUSES = {"PWRON_RESET": 1, "HARD_RESET": 2, "WDT_RESET": 3,
                         "DEEPSLEEP_RESET": 4, "SOFT_RESET": 5}  # the ESP32's numbers
@@ -98,10 +110,11 @@ class Device:
     board: a name or a profile (None: the scenario's); scenario: one device's scenario (a
     dict, as host_sim.scenario.load() returns them), whose files are put on the flash
     now; pace: at most this many times real time (default: the scenario's; None: as fast
-    as it goes)."""
+    as it goes); serial: the ids of the UARTs wired to host ptys (default: the
+    scenario's); romfs: the bytes of a ROMFS image for /rom (MicroPython only)."""
 
     def __init__(self, board, root, runtime=None, repl_port=0, network=None, name=None,
-                 scenario=None, pace=_SCENARIO):
+                 scenario=None, pace=_SCENARIO, serial=None, romfs=None):
         spec = dict(scenario or {})
         self.board = load_board(board if board is not None else spec.get("board"))
         self.scenario = check_scenario(spec, self.board)
@@ -109,8 +122,11 @@ class Device:
         if self.runtime not in RUNTIMES:
             raise SimError("unknown runtime %r (known: %s)" % (self.runtime, ", ".join(RUNTIMES)))
         self.name = name or spec.get("name") or self.board.get("name", "device")
+        wired = self._check_serial(serial)
         self.root = os.path.abspath(root)
         os.makedirs(self.root, exist_ok=True)
+        if romfs is not None:
+            self.put_romfs(romfs)
         self.network = network or self.scenario.get("network") or {}
         self.pace = self.scenario.get("pace") if pace is _SCENARIO else pace
         self.proxies = []
@@ -123,6 +139,7 @@ class Device:
         self._lock = threading.RLock()
         self.control = ControlChannel(self._from_device)
         self.console = Console(repl_port, self._exited)
+        self.serial = SerialLines(wired)
         if self.scenario.get("files"):
             self.put_files(self.scenario["files"])
 
@@ -151,7 +168,26 @@ class Device:
     def describe(self):
         return {"name": self.name, "board": self.board.get("name"), "runtime": self.runtime,
                 "repl": self.url, "root": self.root, "flash": self.flash,
-                "pid": self._process.pid if self._process else None}
+                "pid": self._process.pid if self._process else None,
+                "serial": self.serial.paths()}
+
+    def serial_port(self, uart_id):
+        """The host path of the pty wired to UART uart_id ("/dev/pts/7"): what a host
+        program opens as it would a USB-serial adapter's port. It stays while the Device
+        does, across resets and power cuts."""
+        try:
+            return self.serial.path(uart_id)
+        except KeyError:
+            raise SimError("UART%s of %s is not wired to the host (wired: %s): Device("
+                           "serial=[...]) wires it" % (uart_id, self.name, sorted(
+                               self.serial.lines) or "none")) from None
+
+    def _check_serial(self, serial):
+        uart_ids = (self.scenario.get("serial") or ()) if serial is None else serial
+        try:
+            return check_uarts(self.board, list(uart_ids))
+        except (TypeError, ValueError) as e:
+            raise SimError("serial: %s" % e) from None
 
     # ---------------------------------------------------------------- power
 
@@ -185,6 +221,7 @@ class Device:
             self._kill()
         self.console.close()
         self.control.close()
+        self.serial.close()
         for proxy in self.proxies:
             proxy.close()
 
@@ -213,9 +250,12 @@ class Device:
         config = {"repo": REPO, "runtime": self.runtime, "board": self.board,
                   "flash": self.flash, "reset_cause": cause, "run_main": run_main,
                   "network": self.network, "pace": self.pace, "world": world,
-                  "boot": self.boots + 1, "control_port": self.control.port}
+                  "boot": self.boots + 1, "control_port": self.control.port,
+                  "serial": self.serial.config()}
         if self.runtime == "micropython":
             config["heap_bytes"] = WORD_FACTOR * self._board_int("heap_bytes")
+            if os.path.exists(self.romfs_path):
+                config["romfs"] = self.romfs_path
         path = os.path.join(self.root, "config.json")
         with open(path, "w") as f:
             json.dump(config, f, indent=1)
@@ -230,6 +270,10 @@ class Device:
         if self.runtime == "cpython":
             return [sys.executable, "-u", DEVICE_BOOT, config_path]
         heap = WORD_FACTOR * self._board_int("heap_bytes") + SIM_HEAP
+        if os.path.exists(self.romfs_path):
+            heap += os.path.getsize(self.romfs_path)
+        if self.serial.lines:
+            heap += SERIAL_HEAP
         return [micropython_binary(), "-X", "heapsize=%d" % heap, "-i", DEVICE_BOOT,
                 config_path]
 
@@ -412,6 +456,17 @@ class Device:
             return self._flash().read(path)
         except FlashError as e:
             raise SimError(str(e)) from None
+
+    @property
+    def romfs_path(self):
+        return os.path.join(self.root, "romfs.img")
+
+    def put_romfs(self, image):
+        """Write the ROMFS partition (the bytes of an image); it counts from the next boot."""
+        if self.runtime != "micropython":
+            raise SimError("romfs needs the micropython runtime, not %s" % self.runtime)
+        with open(self.romfs_path, "wb") as f:
+            f.write(image)
 
     def _require_off(self):
         if self._process is not None:

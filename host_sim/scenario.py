@@ -32,7 +32,8 @@ HOST_HALF = ("power_cut", "link_down", "link_up", "latency", "drop")
 DEVICE_HALF = ("link_down", "link_up", "wifi_fail")
 FAULTS = ("power_cut", "link_down", "link_up", "latency", "drop", "wifi_fail")
 KEYS = ("name", "description", "board", "runtime", "pace", "files", "peripherals",
-        "analog", "network", "faults", "unique_id", "root", "repl_port", "run_main")
+        "analog", "network", "faults", "unique_id", "root", "repl_port", "run_main",
+        "serial")  # serial: checked against the board by the runner (host_sim.serialbridge)
 HISTORY_LIMIT = 500  # entries per answer: the host asks again for more
 
 
@@ -234,6 +235,12 @@ class Setup:
 
     def op_fault(self, message):
         device_fault(self.world, message["fault"])
+
+    def op_write_file(self, message):
+        """Write a text file on the running device's flash (an edit over the air)."""
+        with open(message["path"], "w") as f:
+            f.write(message["text"])
+        self.world.record("world", "wrote %s" % message["path"])
 
 
 def _bus(world, bus):

@@ -9,6 +9,18 @@
 # writes arrives in its uart_receive(), what it send()s waits in the device's receive buffer
 # (rxbuf bytes; the rest is lost, as on a board). A read that finds too little waits its
 # timeout on the virtual clock.
+#
+# A peer whose `realtime` is true is a program on the host, on a pty the runner bridges
+# (host_sim.serialbridge.HostLine): the receive buffer takes from it what it has room for,
+# and a read with a timeout waits for it in real time. While a UART is open on such a line
+# it is listed in world.realtime, and host_sim.vasyncio then waits for real instead of
+# skipping ahead.
+#
+# On MicroPython a UART is an io.IOBase with the stream protocol's ioctl, as a board's is:
+# select.poll() takes it and asyncio.StreamReader/StreamWriter work over it.
+import io
+import sys
+
 from host_sim import pins, wiring
 from host_sim.world import current
 
@@ -147,6 +159,8 @@ class UartPeer:
     """The far end of a UART line. baudrate: what it speaks (None: whatever the device
     uses); a mismatch garbles every byte both ways, as on a real line."""
 
+    realtime = False  # a program on the host (serialbridge.HostLine), not a model
+
     def __init__(self, baudrate=None):
         self.baudrate = baudrate
         self.received = bytearray()  # what the device wrote
@@ -172,7 +186,10 @@ def _garble(data):
     return bytes(((b << 1) | 1) & 0xFF for b in data)
 
 
-class UART:
+_Stream = io.IOBase if sys.implementation.name == "micropython" else object
+
+
+class UART(_Stream):
     """machine.UART(id, baudrate=115200, bits=8, parity=None, stop=1, *, tx, rx, rxbuf,
     timeout, timeout_char, ...)."""
 
@@ -181,6 +198,7 @@ class UART:
         self._world = current()
         self._rx = bytearray()
         self._given = {"tx": None, "rx": None}
+        self._line = None  # the host line it has open
         self.init(baudrate, bits, parity, stop, **kwargs)
 
     def init(self, baudrate=115200, bits=8, parity=None, stop=1, *, tx=None, rx=None,
@@ -199,6 +217,15 @@ class UART:
         self.rxbuf = rxbuf
         self.timeout = timeout
         self.timeout_char = timeout_char
+        self._use_line(self._peer())
+
+    def _use_line(self, peer):
+        """Close the host line this UART was on, if any; open `peer` if it is one."""
+        if self._line is not None:
+            self._line.closed(self)
+        self._line = peer if peer is not None and peer.realtime else None
+        if self._line is not None:
+            self._line.opened(self)
 
     def _peer(self):
         if self._dead:
@@ -213,9 +240,13 @@ class UART:
         """Move what the peer sent into the receive buffer; wait the timeout if short."""
         if not self._can_read:
             raise OSError("UART(%s) can't read" % (self.id,))
-        if len(self._rx) < wanted and self.timeout:
-            self._world.clock.advance(self.timeout * 1000)
         peer = self._peer()
+        if peer is not None and peer.realtime:
+            peer.wait(self.rxbuf - len(self._rx), min(wanted, self.rxbuf) - len(self._rx),
+                      self.timeout, self._world.clock)
+        elif len(self._rx) < wanted and self.timeout:
+            self._world.clock.advance(self.timeout * 1000)
+            peer = self._peer()
         if peer is None or not peer.outbox:
             return
         data = bytes(peer.outbox)
@@ -272,6 +303,14 @@ class UART:
             peer.uart_receive(data)
         return len(buf)
 
+    def ioctl(self, request, arg):
+        """The stream protocol (MicroPython): what select.poll and asyncio streams ask."""
+        if request == 3:  # MP_STREAM_POLL: which of POLLIN (1) and POLLOUT (4) are ready
+            return (arg & 4) | (1 if arg & 1 and self.any() else 0)
+        if request in (1, 4):  # MP_STREAM_FLUSH, MP_STREAM_CLOSE
+            return 0
+        return -22  # EINVAL: no file descriptor (select.poll asks), nothing else
+
     def sendbreak(self):
         pass
 
@@ -283,3 +322,4 @@ class UART:
 
     def deinit(self):
         self._rx = bytearray()
+        self._use_line(None)

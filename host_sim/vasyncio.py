@@ -32,6 +32,12 @@
 # A device process's World has a control socket (host_sim.control): a real wait on I/O
 # waits on it too and serves the runner's requests when it wakes, on both interpreters; it
 # never makes the loop wait for real when nothing else would.
+#
+# world.realtime lists the UARTs open on a line to a program on the host (a pty that the
+# runner bridges, host_sim.serialbridge.HostLine). While it is not empty the loop waits for
+# real as it does for a socket, even with no stream registered: firmware that polls
+# uart.any() between asyncio sleeps would otherwise race its clock far ahead of the host
+# it talks to.
 import asyncio
 import select
 import sys
@@ -50,9 +56,9 @@ def install(world=None):
     world = world or _world.current()
     control = getattr(world, "control", None)  # a device process's (host_sim.control)
     if MICROPYTHON:
-        _hook_micropython(world.clock, control)
+        _hook_micropython(world.clock, control, world)
     else:
-        asyncio.set_event_loop_policy(VirtualEventLoopPolicy(world.clock, control))
+        asyncio.set_event_loop_policy(VirtualEventLoopPolicy(world.clock, control, world))
 
 
 def run(coro, world=None):
@@ -62,10 +68,10 @@ def run(coro, world=None):
     _world.install(world)
     try:
         if MICROPYTHON:
-            _hook_micropython(world.clock, getattr(world, "control", None))
+            _hook_micropython(world.clock, getattr(world, "control", None), world)
             asyncio.new_event_loop()
             return asyncio.run(coro)
-        return _run_cpython(coro, world.clock)
+        return _run_cpython(coro, world.clock, world)
     finally:
         _world._current = previous
 
@@ -76,12 +82,17 @@ _scheduler = None
 _new_event_loop = None  # asyncio's own, before the hook wraps it
 
 
-def _hook_micropython(clock, control=None):
+def _realtime(world):
+    """True while `world` has a UART open on a host line (see above)."""
+    return bool(getattr(world, "realtime", None))
+
+
+def _hook_micropython(clock, control=None, world=None):
     global _scheduler, _new_event_loop
     core = asyncio.core
 
     if _scheduler is None or _scheduler.clock is not clock:
-        _scheduler = _Scheduler(clock, control)
+        _scheduler = _Scheduler(clock, control, world)
     if _new_event_loop is None:
         _new_event_loop = core.new_event_loop
         asyncio.new_event_loop = core.new_event_loop = _hooked_new_event_loop
@@ -97,11 +108,12 @@ def _hooked_new_event_loop():
 class _Scheduler:
     """asyncio's clock on MicroPython: the virtual clock, kept ahead of the real tick."""
 
-    def __init__(self, clock, control=None):
+    def __init__(self, clock, control=None, world=None):
         import utime
 
         self.clock = clock
         self.control = control
+        self.world = world
         self.utime = utime
         self.mask = utime.ticks_add(0, -1)  # the port's tick period - 1: 2**62 - 1 on 64-bit unix
         self.real_tick = utime.ticks_ms()
@@ -124,7 +136,7 @@ class _Scheduler:
 
     def wait(self, dt):
         """Stands in for IOQueue.wait_io_event: dt ms until the next timer, -1 for none."""
-        if self.io.map:
+        if self.io.map or _realtime(self.world):
             self._wait_real(dt)
         elif dt > 0:  # every task sleeps: on to the first timer, to the millisecond
             self.clock.advance_to((self.clock.now_us // 1000 + dt) * 1000)
@@ -221,9 +233,10 @@ if not MICROPYTHON:
     class _Selector:
         """A selector that skips the clock ahead instead of waiting when nothing can wake it."""
 
-        def __init__(self, clock, control=None):
+        def __init__(self, clock, control=None, world=None):
             self._real = selectors.DefaultSelector()
             self._clock = clock
+            self._world = world
             self.wakeup_fd = None  # the loop's self-pipe: not a reason to wait
             self.jobs = 0          # executor jobs in flight: they finish in real time
             self._control = control  # nor is the control socket, served here
@@ -236,7 +249,7 @@ if not MICROPYTHON:
         def _idle(self):
             waiting = [fd for fd, key in self._real.get_map().items()
                        if fd != self.wakeup_fd and key.data is not _CONTROL]
-            return self.jobs == 0 and not waiting
+            return self.jobs == 0 and not waiting and not _realtime(self._world)
 
         def select(self, timeout=None):
             if timeout == 0:
@@ -263,10 +276,10 @@ if not MICROPYTHON:
     class VirtualEventLoop(asyncio.SelectorEventLoop):
         """A SelectorEventLoop whose time() is `clock` (a host_sim.clock.Clock)."""
 
-        def __init__(self, clock, control=None):
+        def __init__(self, clock, control=None, world=None):
             self._virtual_clock = clock
             self._timer_order = itertools.count()
-            super().__init__(_Selector(clock, control))
+            super().__init__(_Selector(clock, control, world))
             self._selector.wakeup_fd = self._ssock.fileno()
             self._clock_resolution = 1e-6
 
@@ -308,22 +321,23 @@ if not MICROPYTHON:
     class VirtualEventLoopPolicy(asyncio.DefaultEventLoopPolicy):
         """Makes asyncio.run() and asyncio.new_event_loop() build VirtualEventLoops."""
 
-        def __init__(self, clock, control=None):
+        def __init__(self, clock, control=None, world=None):
             super().__init__()
             self.clock = clock
             self.control = control
+            self.world = world
 
         def new_event_loop(self):
-            return VirtualEventLoop(self.clock, self.control)
+            return VirtualEventLoop(self.clock, self.control, self.world)
 
 
     def new_event_loop(clock):
         return VirtualEventLoop(clock)
 
 
-    def _run_cpython(coro, clock):
+    def _run_cpython(coro, clock, world=None):
         """asyncio.run(coro) on a VirtualEventLoop over `clock`."""
-        loop = VirtualEventLoop(clock)
+        loop = VirtualEventLoop(clock, world=world)
         try:
             return loop.run_until_complete(coro)
         finally:

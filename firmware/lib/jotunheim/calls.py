@@ -1,0 +1,211 @@
+# Tool calls: concurrency limit, bounded queue, deadlines, and exactly-once answers.
+#
+# A call is known by its key, (controller id, request id): the controller names itself in
+# its Hello, so a controller that reconnects after a link loss finds its calls again. A
+# call runs once. Its result is kept (the last `calls.remember` results, within a byte
+# budget) and sent to the controller's current session when it finishes; a session that
+# starts for a controller is sent the results it has not received yet, and a ToolCall
+# repeated with the same request id is answered from what is kept (or, while it still
+# runs, when it finishes) instead of running again. A result too old to be kept still
+# leaves its key behind, so a very late retry is answered ABORTED, never run twice.
+#
+# At most `calls.concurrency` calls run at once; up to `calls.queue` more wait, and past
+# that a call is refused with RESOURCE_EXHAUSTED. The deadline counts from receipt,
+# waiting included. Running out of memory fails the one call.
+import asyncio
+
+import protocol
+from jotunheim import args as args_mod, port
+
+OK = 0
+CANCELLED = 1
+INVALID_ARGUMENT = 3
+DEADLINE_EXCEEDED = 4
+NOT_FOUND = 5
+RESOURCE_EXHAUSTED = 8
+ABORTED = 10
+INTERNAL = 13
+UNAVAILABLE = 14
+TOOL_RESULT = 17
+RESULT_BUDGET = 4096  # bytes of kept results
+SEEN_KEYS = 64        # keys of forgotten results, for late retries
+
+
+class _Call:
+    def __init__(self, key, tool, args, deadline, session):
+        self.key = key
+        self.tool = tool
+        self.args = args
+        self.deadline = deadline  # ticks_ms
+        self.session = session    # where the result goes; None while disconnected
+        self.task = None
+
+
+class Calls:
+    def __init__(self, agent):
+        self.agent = agent
+        self.running = {}   # key -> _Call
+        self.queue = []     # _Call waiting for a slot
+        self.results = {}   # key -> (payload, delivered)
+        self.order = []     # keys of results, oldest first
+        self.seen = []      # keys of forgotten results
+        self.kept_bytes = 0
+        self.executed = 0   # calls run (not answered from memory)
+
+    # ------------------------------------------------------------ arrival
+
+    def submit(self, session, call):
+        """Take a decoded ToolCall from a session; answers go back through it."""
+        key = (session.peer_id, call["request_id"])
+        if key in self.results:
+            session.send_payload(TOOL_RESULT, self.results[key][0])
+            self._delivered(key)
+            return
+        known = self.running.get(key) or self._queued(key)
+        if known is not None:
+            known.session = session  # a retry after reconnect: answer it there
+            return
+        if key in self.seen:
+            return self._answer(session, key, ABORTED, None,
+                                "request %d ran already; its result is no longer kept"
+                                % key[1])
+        tool = self.agent.tools.find(call)
+        if tool is None:
+            return self._answer(session, key, NOT_FOUND, None, "no tool %s" % call.get(
+                "tool_name", call.get("tool_id")))
+        try:
+            args = args_mod.check_args(tool.params, call["args"], call["positional"])
+        except args_mod.ArgumentError as e:
+            return self._answer(session, key, INVALID_ARGUMENT, None,
+                                "%s: %s" % (tool.name, e))
+        if tool.fixed:
+            for name in tool.fixed:
+                args[name] = tool.fixed[name]
+        settings = self.agent.settings
+        wait = call["deadline_ms"] or int(settings["calls.deadline_s"] * 1000)
+        item = _Call(key, tool, args, port.ticks_add(port.ticks_ms(), wait), session)
+        if len(self.running) < settings["calls.concurrency"]:
+            self._start(item)
+        elif len(self.queue) < settings["calls.queue"]:
+            self.queue.append(item)
+        else:
+            self._answer(session, key, RESOURCE_EXHAUSTED, None,
+                         "%d calls running and %d waiting: try again later" % (
+                             len(self.running), len(self.queue)))
+
+    def cancel(self, session, request_id):
+        key = (session.peer_id, request_id)
+        item = self._queued(key)
+        if item is not None:
+            self.queue.remove(item)
+            self._finish(item, CANCELLED, None, "cancelled while waiting")
+        elif key in self.running:
+            self.running[key].task.cancel()
+
+    def attach(self, session):
+        """A session is ready: it takes over its controller's calls and gets the results
+        it missed."""
+        for item in self.running.values():
+            if item.key[0] == session.peer_id:
+                item.session = session
+        for item in self.queue:
+            if item.key[0] == session.peer_id:
+                item.session = session
+        for key in self.order:
+            if key[0] == session.peer_id and not self.results[key][1]:
+                session.send_payload(TOOL_RESULT, self.results[key][0])
+                self._delivered(key)
+
+    def detach(self, session):
+        for item in list(self.running.values()) + self.queue:
+            if item.session is session:
+                item.session = None
+
+    def in_flight(self):
+        return len(self.running) + len(self.queue)
+
+    # ------------------------------------------------------------ running
+
+    def _queued(self, key):
+        for item in self.queue:
+            if item.key == key:
+                return item
+        return None
+
+    def _start(self, item):
+        self.running[item.key] = item
+        item.task = asyncio.create_task(self._run(item))
+
+    async def _run(self, item):
+        status, value, error = OK, None, ""
+        try:
+            left = port.ticks_diff(item.deadline, port.ticks_ms())
+            if left <= 0:
+                raise asyncio.TimeoutError
+            self.executed += 1
+            value = await asyncio.wait_for(self._invoke(item), left / 1000)
+        except asyncio.TimeoutError:
+            status, error = DEADLINE_EXCEEDED, "%s did not finish within its deadline" % (
+                item.tool.name)
+        except asyncio.CancelledError:
+            status, error = CANCELLED, "cancelled"
+        except MemoryError:
+            status, error = RESOURCE_EXHAUSTED, "%s ran out of memory" % item.tool.name
+        except (ValueError, TypeError) as e:
+            status, error = INVALID_ARGUMENT, "%s: %s" % (item.tool.name, e)
+        except OSError as e:
+            status, error = UNAVAILABLE, "%s: %s" % (item.tool.name, e)
+        except Exception as e:
+            status, error = INTERNAL, "%s: %s: %s" % (item.tool.name, type(e).__name__, e)
+        self._finish(item, status, value, error)
+        self._next()
+
+    async def _invoke(self, item):
+        result = item.tool.run(self.agent, **item.args)
+        if hasattr(result, "send"):  # a coroutine (async op or async module function)
+            result = await result
+        return result
+
+    def _next(self):
+        while self.queue and len(self.running) < self.agent.settings["calls.concurrency"]:
+            self._start(self.queue.pop(0))
+
+    def _finish(self, item, status, value, error):
+        self.running.pop(item.key, None)
+        self._answer(item.session, item.key, status, value, error)
+
+    # ------------------------------------------------------------ answers
+
+    def _answer(self, session, key, status, value, error):
+        fields = {"request_id": key[1], "status": status, "error": error}
+        if status == OK and value is not None:
+            fields["value"] = value
+        try:
+            payload = protocol.encode("ToolResult", fields)
+        except (protocol.ProtocolError, TypeError, ValueError) as e:
+            payload = protocol.encode("ToolResult", {
+                "request_id": key[1], "status": INTERNAL,
+                "error": "the result cannot be sent: %s" % e})
+        if session is not None and len(payload) > session.peer_max_frame:
+            payload = protocol.encode("ToolResult", {
+                "request_id": key[1], "status": RESOURCE_EXHAUSTED,
+                "error": "result of %d bytes exceeds the peer's frame limit" % len(payload)})
+        self._keep(key, payload)
+        if session is not None and session.send_payload(TOOL_RESULT, payload):
+            self._delivered(key)
+
+    def _keep(self, key, payload):
+        self.results[key] = (payload, False)
+        self.order.append(key)
+        self.kept_bytes += len(payload)
+        limit = self.agent.settings["calls.remember"]
+        while self.order and (len(self.order) > limit or self.kept_bytes > RESULT_BUDGET):
+            old = self.order.pop(0)
+            self.kept_bytes -= len(self.results.pop(old)[0])
+            self.seen.append(old)
+            if len(self.seen) > SEEN_KEYS:
+                self.seen.pop(0)
+
+    def _delivered(self, key):
+        if key in self.results:
+            self.results[key] = (self.results[key][0], True)

@@ -1,0 +1,74 @@
+# Transports under a session: what carries frames between the device and a controller.
+#
+# A link reads frames (a list of (message type, payload) per read), writes framed bytes and
+# closes. TcpLink carries stream frames over an asyncio stream (TCP over Wi-Fi);
+# SerialLink carries serial frames (COBS + CRC) over a UART wired to a host. A TCP link
+# speaks first (Hello as soon as it is up); a UART is always "up", so the device answers
+# the host's Hello instead, and a new Hello starts a new session on the same line.
+import protocol
+from jotunheim import port
+
+READ_SIZE = 512
+UART_POLL_MS = 5
+
+
+class TcpLink:
+    speaks_first = True
+
+    def __init__(self, reader, writer, max_frame):
+        self.reader = reader
+        self.writer = writer
+        self.decoder = protocol.FrameDecoder(max_frame)
+        self.pending = []
+
+    def frame(self, type_id, payload):
+        return protocol.frame(type_id, payload)
+
+    async def read(self):
+        data = await self.reader.read(READ_SIZE)
+        if not data:
+            raise EOFError
+        return self.decoder.feed(data)
+
+    async def write(self, data):
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def close(self):
+        # MicroPython's Stream.close() does nothing: wait_closed() closes the socket
+        try:
+            self.writer.close()
+            await self.writer.wait_closed()
+        except OSError:
+            pass
+
+
+class SerialLink:
+    speaks_first = False
+
+    def __init__(self, uart, max_frame):
+        self.uart = uart
+        self.decoder = protocol.SerialDecoder(max_frame)
+        self.pending = []  # frames read past the end of a session
+
+    def frame(self, type_id, payload):
+        return protocol.serial_frame(type_id, payload)
+
+    async def read(self):
+        if self.pending:
+            frames, self.pending = self.pending, []
+            return frames
+        while True:
+            n = self.uart.any()
+            if n:
+                frames = self.decoder.feed(self.uart.read(min(n, READ_SIZE)))
+                if frames:
+                    return frames
+            else:
+                await port.sleep_ms(UART_POLL_MS)
+
+    async def write(self, data):
+        self.uart.write(data)
+
+    async def close(self):
+        pass  # the line stays; the next Hello starts over

@@ -1,0 +1,4 @@
+# Start the Jotunheim agent (firmware/lib/jotunheim). Ctrl-C at the console stops it.
+import jotunheim
+
+jotunheim.run()

@@ -1,0 +1,91 @@
+# Helpers for the device agent tests: simulated devices with the firmware installed, a
+# controller loop, and a hand-written raw peer for what a well-behaved controller never
+# sends.
+import asyncio
+import re
+import socket
+import time
+
+import protocol
+from jotunheim_host import bundle
+
+RUNTIMES = ("micropython", "cpython")
+KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+
+def install(device, settings=None, tools=None, files=None):
+    """Put the firmware, settings and tools (and extra files) on a device that is off."""
+    image = bundle.firmware_files(device.runtime, device.board, settings=settings or {},
+                                  tools=tools)
+    image.update(files or {})
+    device.put_files(image)
+    return device
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(coro, timeout=120):
+    """Run a coroutine on a fresh event loop, bounded in time."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def console_lines(device, pattern, count=1, timeout=30):
+    """Wait until the device printed `count` lines matching pattern; their match groups."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = re.findall(pattern, device.console.text())
+        if len(found) >= count:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError("%d of %d lines matching %r; console:\n%s" % (
+                len(found), count, pattern, device.console.text()[-3000:]))
+        time.sleep(0.05)
+
+
+class RawPeer:
+    """A controller written by hand on a plain socket: sends any bytes, reads frames."""
+
+    def __init__(self, port, timeout=15):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.decoder = protocol.FrameDecoder(1 << 20)
+        self.frames = []
+
+    def send(self, name, fields):
+        self.sock.sendall(protocol.encode_frame(name, fields))
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def hello(self, **fields):
+        hello = {"version_min": 1, "version_max": 1, "role": 2, "device_id": "raw",
+                 "max_frame": 65536}
+        hello.update(fields)
+        self.send("Hello", hello)
+
+    def receive(self, name=None):
+        """The next message (name, fields), or the next one named `name`; None at EOF."""
+        while True:
+            while self.frames:
+                got = protocol.decode_payload(*self.frames.pop(0))
+                if name is None or got[0] == name:
+                    return got
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            self.frames += self.decoder.feed(data)
+
+    def closed(self):
+        """True once the device has closed the connection (reads until EOF)."""
+        try:
+            while self.sock.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass
+        return True
+
+    def close(self):
+        self.sock.close()
