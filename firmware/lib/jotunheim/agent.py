@@ -41,6 +41,9 @@ def _settings():
     return port.module("settings")
 
 
+_BOARD_KEYS = ("name", "type", "limits", "heap_bytes", "cpu_mhz")
+
+
 class Agent:
     def __init__(self, root=""):
         self.root = root
@@ -57,10 +60,10 @@ class Agent:
         self.board = self._load_board()
         self.limits = protocol.Limits(**self.board.get("limits", {}))
         self.settings_file = configfile.ConfigFile(
-            root + "settings.json", lambda values: _settings().check(values, self.board))
+            root + "settings.json", lambda values: _settings().check(values, self.profile()))
         self.settings = self._load_first(self.settings_file, "settings.json")
         if self.settings is None:
-            self.settings = _settings().defaults(self.board)
+            self.settings = _settings().defaults(self.profile())
         for problem in _settings().problems(self.settings):
             self.log(problem, "warning")
         self.key = auth.key_from_hex(self.settings["auth.key"])
@@ -75,7 +78,8 @@ class Agent:
 
     # ------------------------------------------------------------ files
 
-    def _load_board(self):
+    def profile(self):
+        """The board profile from board.json (read when needed: it is not kept in RAM)."""
         try:
             with open(self.root + "board.json") as f:
                 board = json.load(f)
@@ -84,8 +88,16 @@ class Agent:
                                "board profile" % e)
         if "hardware" not in board:  # a whole profile, not what deploy writes
             board = caps.device_profile(board)
-        self.hardware = board.pop("hardware")
         return board
+
+    def _load_board(self):
+        """What the agent keeps of the profile: the few keys it uses all the time."""
+        board = self.profile()
+        kept = {}
+        for key in _BOARD_KEYS:
+            if key in board:
+                kept[key] = board[key]
+        return kept
 
     def _exists(self, path):
         try:
@@ -176,7 +188,7 @@ class Agent:
     def settings_set(self, request):
         values = request["values"]
         try:
-            new = _settings().check(values, self.board, self.settings)
+            new = _settings().check(values, self.profile(), self.settings)
             self.settings_file.save(new)
             public = _settings().public(new)
         except configfile.ConfigError as e:
@@ -255,6 +267,9 @@ class Agent:
         """Run until a reboot is due; then reset the board (or return off a board)."""
         asyncio.create_task(self._reload())
         self._start_watchdog()
+        if port.mem_free is not None:
+            gc.collect()
+            self.log("started: %d bytes of heap free" % port.mem_free())
         while True:
             self._restart = asyncio.Event()
             work = asyncio.create_task(self._guarded(self._connect_and_serve()))

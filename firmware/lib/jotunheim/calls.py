@@ -27,8 +27,7 @@ ABORTED = 10
 INTERNAL = 13
 UNAVAILABLE = 14
 TOOL_RESULT = 17
-RESULT_BUDGET = 4096  # bytes of kept results
-SEEN_KEYS = 64        # keys of forgotten results, for late retries
+SEEN_KEYS = 32        # keys of forgotten results, for late retries
 
 
 class _Call:
@@ -50,6 +49,8 @@ class Calls:
         self.order = []     # keys of results, oldest first
         self.seen = []      # keys of forgotten results
         self.kept_bytes = 0
+        # bytes of kept results: a share of the heap (1 KB on an ESP8266, 3.5 KB on an ESP32)
+        self.budget = max(1024, agent.board.get("heap_bytes", 131072) // 32)
         self.executed = 0   # calls run (not answered from memory)
 
     # ------------------------------------------------------------ arrival
@@ -199,7 +200,7 @@ class Calls:
         self.order.append(key)
         self.kept_bytes += len(payload)
         limit = self.agent.settings["calls.remember"]
-        while self.order and (len(self.order) > limit or self.kept_bytes > RESULT_BUDGET):
+        while self.order and (len(self.order) > limit or self.kept_bytes > self.budget):
             old = self.order.pop(0)
             self.kept_bytes -= len(self.results.pop(old)[0])
             self.seen.append(old)

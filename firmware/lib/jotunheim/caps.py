@@ -53,9 +53,13 @@ class Tool:
 
 def builtin_tools():
     tools = []
+    made = {}  # one dict per distinct parameter: several operations take the same pin
     for name, description, params, returns, function in ops.OPS:
-        plist = [{"name": p[0], "type": p[1], "required": p[2], "description": p[3]}
-                 for p in params]
+        plist = []
+        for p in params:
+            if p not in made:
+                made[p] = {"name": p[0], "type": p[1], "required": p[2], "description": p[3]}
+            plist.append(made[p])
         tools.append(Tool(name, BUILTIN, description, plist, {"type": returns}, function))
     return tools
 
@@ -213,7 +217,7 @@ class Registry:
                        "type": device_type(board["type"]), "firmware_version": agent.version,
                        "protocol_version": protocol.PROTOCOL_VERSION, "board": board["name"]},
             "tools": tools,
-            "hardware": agent.hardware,
+            "hardware": agent.profile()["hardware"],
             "resources": {"max_memory": board.get("heap_bytes", 0),
                           "cpu_mhz": board.get("cpu_mhz", 0),
                           "max_concurrent_tools": settings["calls.concurrency"],

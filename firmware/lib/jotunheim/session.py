@@ -96,10 +96,14 @@ class Session:
         self._wake.set()
 
     async def _transmit(self):
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await self._flush()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                await self._flush()
+        except MemoryError:
+            self._outbox = []
+            self.end("out of memory")
 
     async def _flush(self):
         try:
@@ -129,6 +133,9 @@ class Session:
             self.end("connection lost: %s" % e)
         except protocol.ProtocolError as e:
             self.end("broken framing: %s" % e)
+        except MemoryError:  # a frame too big for what is left: this session, not the device
+            self._outbox = []
+            self.end("out of memory")
 
     async def _heartbeat(self):
         settings = self.agent.settings
