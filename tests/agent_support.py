@@ -46,6 +46,12 @@ def console_lines(device, pattern, count=1, timeout=30):
         time.sleep(0.05)
 
 
+async def console_lines_async(device, pattern, count=1, timeout=30):
+    """console_lines() for a coroutine: the event loop (a Hub, say) keeps running."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, console_lines, device, pattern, count, timeout)
+
+
 class RawPeer:
     """A controller written by hand on a plain socket: sends any bytes, reads frames."""
 

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from agent_support import KEY, RUNTIMES, RawPeer, console_lines, free_port, install, run
+from agent_support import (KEY, RUNTIMES, RawPeer, console_lines, console_lines_async, free_port,
+                           install, run)
 from jotunheim_host.controller import CallError, ConnectError, Hub, connect
 
 LAMP_TOOLS = {"tools": [
@@ -181,7 +182,8 @@ def test_reconnect_backoff_follows_the_schedule_in_virtual_time(make_device, run
         assert int(attempt) == i + 1
         assert 0.75 * base <= int(delay) <= base
         if i:  # the next attempt came after the delay (virtual ms; a refused connect is quick)
-            assert int(attempts[i - 1][1]) <= times[i] - times[i - 1] < int(attempts[i - 1][1]) + 200
+            waited = int(attempts[i - 1][1])
+            assert waited <= times[i] - times[i - 1] < waited + 200
     assert times[-1] > 100000  # minutes of device time, run in moments
 
 
@@ -193,8 +195,8 @@ def test_tools_file_errors_hot_reload_and_last_good(make_device, runtime):
             device = make_device(runtime)
             install(device, {"agent.controller": "127.0.0.1:%d" % hub.port}, tools=bad)
             device.start()
-            console_lines(device, r"tools\.json: tools\[0\]\.bind\.op: unknown operation "
-                                  r"'pin_wrte'")
+            await console_lines_async(
+                device, r"tools\.json: tools\[0\]\.bind\.op: unknown operation 'pin_wrte'")
             d = await hub.device()
             caps = await d.capabilities()
             assert "lamp" not in [t["name"] for t in caps["tools"]]  # builtins only
@@ -247,10 +249,10 @@ def test_settings_get_set_validate_persist_and_reload(make_device, runtime):
             text = json.dumps(dict(everything, **{"log.level": "debug", "calls.queue": 3,
                                                   "wifi.password": "hunter2"}))
             device.world.write_file("settings.json", text)            # edited on the device
-            console_lines(device, r"settings\.json reloaded")
+            await console_lines_async(device, r"settings\.json reloaded")
             assert (await d.settings("calls.queue"))["calls.queue"] == 3
             device.world.write_file("settings.json", text.replace('"debug"', '"loud"'))
-            console_lines(device, r"log\.level.*the settings in force stay")
+            await console_lines_async(device, r"log\.level.*the settings in force stay")
             assert (await d.settings("log.level"))["log.level"] == "debug"
         device.power_cut()
         saved = json.loads(device.read_file("/settings.json"))

@@ -4,7 +4,8 @@ import asyncio
 
 import pytest
 
-from agent_support import RUNTIMES, RawPeer, console_lines, free_port, install, run
+from agent_support import (RUNTIMES, RawPeer, console_lines, console_lines_async, free_port,
+                           install, run)
 from jotunheim_host.controller import CallError, Hub, connect
 
 COUNTER = """\
@@ -163,7 +164,7 @@ def test_watchdog_resets_a_wedged_device_but_not_an_idle_one(make_device, runtim
             with pytest.raises(CallError) as e:          # reported failed, not re-run
                 await wedged.result()
             assert e.value.status_name == "ABORTED" and "restarted" in e.value.message
-            console_lines(device, r"reconnecting|listening", count=1)
+            await console_lines_async(device, r"reconnecting|listening", count=1)
     run(scenario())
 
 
@@ -224,8 +225,8 @@ def test_wifi_join_retries_then_connects(make_device, runtime):
             device.start()
             d = await hub.device(timeout=30)
             assert d.connected
-            console_lines(device, r"cannot join greenhouse", count=2)
-            console_lines(device, r"joined greenhouse as 192\.168\.")
+            await console_lines_async(device, r"cannot join greenhouse", count=2)
+            await console_lines_async(device, r"joined greenhouse as 192\.168\.")
     run(scenario())
 
 

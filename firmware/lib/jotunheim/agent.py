@@ -130,7 +130,8 @@ class Agent:
         return {"version_min": protocol.PROTOCOL_VERSION_MIN,
                 "version_max": protocol.PROTOCOL_VERSION, "role": ROLE_DEVICE,
                 "device_id": self.settings["device.id"], "name": self.settings["device.name"],
-                "device_type": caps.device_type(self.board["type"]), "firmware_version": self.version,
+                "device_type": caps.device_type(self.board["type"]),
+                "firmware_version": self.version,
                 "max_frame": limits.get("max_frame", 4096), "auth_required": bool(self.key),
                 "boot_id": self.boot_id}
 
