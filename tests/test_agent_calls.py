@@ -1,6 +1,7 @@
 """Tool calls under load and faults on simulated devices (both runtimes): concurrency,
 queue, deadlines, cancellation, retries, link loss, watchdog, reboots, duty cycle, Wi-Fi."""
 import asyncio
+import time
 
 import pytest
 
@@ -250,4 +251,28 @@ def test_serial_transport_through_a_host_serial_port(make_device, runtime):
         again = await connect(url, reconnect=False)     # a new host session on the line
         assert await again.call("total") == 3
         await again.close()
+    run(scenario())
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_sleeping_listener_is_dialed_again_when_it_wakes(make_device, runtime):
+    port = free_port()
+    device = make_device(runtime)
+    install(device, {"agent.mode": "listen", "agent.listen_port": port, "power.mode": "duty",
+                     "power.awake_s": 1.5, "power.sleep_s": 4})
+    device.start()
+    console_lines(device, "listening on port")
+
+    async def scenario():
+        d = await connect("tcp://127.0.0.1:%d" % port)
+        assert (await awake_report(d))["fields"]["sleep_ms"] == 4000
+        name, reason = await d.next_event("disconnected", timeout=10)
+        assert "sleeping" in reason and d.asleep_until is not None
+        asleep_until = d.asleep_until
+        answer = d.submit("device_echo", value="after the nap", timeout=20)
+        name, hello = await d.next_event("connected", timeout=20)
+        assert d.connections == 2
+        assert time.monotonic() >= asleep_until   # no attempt while it slept
+        assert await answer.result() == "after the nap"
+        await d.close()
     run(scenario())

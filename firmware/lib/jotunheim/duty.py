@@ -4,7 +4,9 @@
 # (a LogRecord with why the device woke and what it has left), serve the controller's
 # calls until power.awake_s is over and no call is running, say Goodbye with the time it
 # will sleep (the controller then queues calls for it instead of counting it lost), and go
-# into deep sleep. The next boot starts over.
+# into deep sleep. The next boot starts over. In listen mode the device listens for the
+# awake period instead of dialing; a controller that was told how long it sleeps dials it
+# again when it is awake.
 import asyncio
 import gc
 
@@ -20,6 +22,14 @@ async def run(agent):
     awake_ms = int(settings["power.awake_s"] * 1000)
     sleep_ms = int(settings["power.sleep_s"] * 1000)
     start = port.ticks_ms()
+    if settings["agent.mode"] == "listen":
+        server = await asyncio.start_server(agent._accepted, "0.0.0.0",
+                                            settings["agent.listen_port"])
+        agent.log("listening on port %d while awake" % settings["agent.listen_port"])
+        await _awake(agent, start, awake_ms, sleep_ms, listening=True)
+        server.close()
+        agent.log("sleeping for %d ms" % sleep_ms)
+        return sleep_ms
     host, port_number = network.split_address(settings["agent.controller"])
     served = None
     for attempt in range(1, ATTEMPTS + 1):
@@ -41,12 +51,12 @@ async def run(agent):
     return sleep_ms
 
 
-async def _awake(agent, start, awake_ms, sleep_ms):
+async def _awake(agent, start, awake_ms, sleep_ms, listening=False):
     reported = seen = False
     while True:
         seen = seen or bool(agent.sessions)
         sessions = [s for s in agent.sessions if s.ready]
-        if sessions and not reported:
+        if sessions and not reported:  # the first controller hears why the device woke
             reported = True
             fields = {"wake": _wake_reason(), "awake_ms": awake_ms, "sleep_ms": sleep_ms}
             if port.mem_free is not None:
@@ -57,7 +67,8 @@ async def _awake(agent, start, awake_ms, sleep_ms):
                                            "source": "power", "message": "awake",
                                            "fields": fields})
         over = port.ticks_diff(port.ticks_ms(), start) >= awake_ms
-        if (over and not agent.calls.in_flight()) or (seen and not agent.sessions):
+        gone = seen and not agent.sessions and not listening
+        if (over and not agent.calls.in_flight()) or gone:
             break
         agent.alive()
         await port.sleep_ms(50)
