@@ -15,7 +15,9 @@ KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 def install(device, settings=None, tools=None, files=None):
     """Put the firmware, settings and tools (and extra files) on a device that is off."""
-    image = bundle.firmware_files(device.runtime, device.board, settings=settings or {},
+    # a listening test device takes loopback connections only
+    settings = dict({"agent.listen_host": "127.0.0.1"}, **(settings or {}))
+    image = bundle.firmware_files(device.runtime, device.board, settings=settings,
                                   tools=tools)
     image.update(files or {})
     device.put_files(image)

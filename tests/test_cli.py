@@ -1,13 +1,15 @@
 """The jotunheim command: dump, the construct frame parser, and the demo on both runtimes."""
 # Captures are made with the protocol codec and read back by the construct parser in
 # jotunheim_host.frames, which must agree with protocol.FrameDecoder / SerialDecoder on
-# what is a frame and what is not. The demo runs the real MicroPython unix port and real
-# loopback sockets.
+# what is a frame and what is not. The demo runs the real firmware on simulated boards, the
+# real MicroPython unix port and real loopback sockets.
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -293,65 +295,109 @@ def test_construct_builds_what_protocol_frames():
 
 
 # ------------------------------------------------------------------ demo
+#
+# The installed `jotunheim demo`, run as a user runs it: a process of its own, with the
+# real firmware on a simulated ESP32. TMPDIR points at tmp_path, so what the demo leaves
+# behind (a state directory, a device process working in it) is there to be seen.
 
-@pytest.mark.parametrize("runtime", [
-    "micropython",
-    "cpython",
-])
-def test_demo(runtime, capsys):
-    code = main(["demo", "--runtime", runtime])
-    out, err = capsys.readouterr()
-    assert code == 0, err
-    assert out.startswith("-- device: ")
-    assert "status: UNIMPLEMENTED (12)" in out
-    assert "message_type: 1000" in out
-    assert "value: 42" in out
-    assert "status: NOT_FOUND (5)" in out and "status: INVALID_ARGUMENT (3)" in out
-    assert out.rstrip().endswith("-- device exited with status 0")
+def jotunheim_command():
+    """The installed console script: pip install -e . puts it beside the interpreter."""
+    path = os.path.join(os.path.dirname(sys.executable), "jotunheim")
+    assert os.path.exists(path), "jotunheim is not installed: pip install -e ."
+    return path
 
 
-def test_demo_json_on_micropython(capsys):
-    assert main(["--format", "json", "demo"]) == 0
-    events = json.loads(capsys.readouterr().out)
+def demo_env(tmp_path):
+    return dict(os.environ, TMPDIR=str(tmp_path))
+
+
+def run_demo(tmp_path, *options):
+    done = subprocess.run([jotunheim_command(), *options], capture_output=True, text=True,
+                          env=demo_env(tmp_path), timeout=120)
+    assert demo_leftovers(tmp_path) == ([], [])
+    return done
+
+
+def demo_leftovers(tmp_path):
+    """State directories of the demo under tmp_path, and processes still working in one."""
+    states = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("jotunheim-demo-"))
+    processes = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink("/proc/%s/cwd" % pid).startswith(str(tmp_path)):
+                processes.append(int(pid))
+        except OSError:  # gone, or not ours to read
+            pass
+    return states, processes
+
+
+@pytest.mark.parametrize("runtime", ["micropython", "cpython"])
+def test_demo(runtime, tmp_path):
+    done = run_demo(tmp_path, "demo", "--runtime", runtime)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith("-- device: a simulated esp32 running firmware/ on ")
+    assert ("MicroPython unix port" if runtime == "micropython" else "CPython") in out
+    assert "device -> controller  Hello (type 1)" in out
+    assert 'device_id: "esp32-a4cf12b3c4d5"' in out
+    assert "-- capabilities: esp32-a4cf12b3c4d5" in out and ", board esp32, " in out
+    assert "device_echo (" in out and "-- tools.json tools: lamp (" in out
+    assert "-- hardware: I2C, SPI, UART" in out and "(6 input only)" in out
+    assert 'greeting: "hello, device"' in out
+    lamp_id = int(out.split("-- tools.json tools: lamp (")[1].split(")")[0])
+    assert "tool_id: %d" % lamp_id in out
+    assert "-- GPIO 2 on the simulated board: 0 before the call, 1 after" in out
+    assert "-- device_info: esp32-a4cf12b3c4d5, up " in out
+    assert ("-- device_heap: " in out) == (runtime == "micropython")
+    assert "controller -> device  unknown type 1000, 6 bytes" in out
+    assert "status: UNIMPLEMENTED (12)" in out and "message_type: 1000" in out
+    assert "device -> controller  Pong (type 9)" in out
+    assert 'reason: "demo finished"' in out
+    assert "session ended: the controller said goodbye: demo finished" in out
+    assert out.endswith("-- device stopped\n")
+
+
+def test_demo_json_on_micropython(tmp_path):
+    done = run_demo(tmp_path, "--format", "json", "demo")
+    assert done.returncode == 0, done.stderr
+    events = json.loads(done.stdout)
     replies = [e for e in events if e["event"] == "frame" and e["from"] == "device"]
     assert [e["name"] for e in replies] == [
         "Hello", "Capabilities", "ToolResult", "ToolResult", "ToolResult", "ToolResult",
-        "ToolResult", "Pong", "Error"]
-    heap = replies[4]["fields"]
-    assert heap["status"] == "OK" and 0 < heap["value"] < 64 * 1024
-    assert replies[-1]["fields"]["status"] == "UNIMPLEMENTED"
-    assert replies[-1]["wire"] == bytes(protocol.encode_frame(
-        "Error", replies[-1]["fields"])).hex()
+        "Error", "Pong", "LogRecord"]
+    tools = {t["name"]: t for t in replies[1]["fields"]["tools"]}
+    assert tools["lamp"]["kind"] == "TOOL_CONFIGURED"
+    calls = [e["fields"] for e in events if e.get("name") == "ToolCall"]
+    assert "tool_name" not in calls[1]  # the lamp is called by its id
+    assert (calls[1]["tool_id"], calls[1]["args"]) == (tools["lamp"]["id"], {"value": True})
+    heap = replies[5]["fields"]
+    assert heap["status"] == "OK" and 0 < heap["value"] < 112640  # the ESP32's free heap
+    assert replies[-3]["fields"]["status"] == "UNIMPLEMENTED"
+    assert replies[-3]["wire"] == bytes(protocol.encode_frame(
+        "Error", replies[-3]["fields"])).hex()
+    notes = [e["text"] for e in events if e["event"] == "note"]
+    assert "GPIO 2 on the simulated board: 0 before the call, 1 after" in notes
 
 
-def test_demo_reports_a_device_that_cannot_start(capsys):
-    # 8 KB of heap cannot hold the protocol package
-    assert main(["demo", "--heap", "8k"]) == 3
-    assert "MemoryError" in capsys.readouterr().err
+def test_demo_reports_a_device_that_cannot_start(tmp_path):
+    # 8 KB of heap cannot hold the agent
+    done = run_demo(tmp_path, "demo", "--heap", "8k")
+    assert done.returncode == 3
+    assert done.stderr.startswith("jotunheim: the device did not start: MemoryError")
 
 
-def test_demo_device_refuses_a_version_it_does_not_speak():
-    """Both sides send Hello first; without a common version the device says why and closes."""
-    import socket
-
-    from protocol_support import ROOT
-    script = os.path.join(ROOT, "tools", "jotunheim_host", "demo_device.py")
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    device = subprocess.Popen([sys.executable, script], stdout=subprocess.PIPE, env=env, text=True)
+def test_demo_cleans_up_when_interrupted(tmp_path):
+    demo = subprocess.Popen([jotunheim_command(), "demo"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=demo_env(tmp_path))
     try:
-        port = int(device.stdout.readline())
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-            conn.sendall(protocol.encode_frame("Hello", {"version_min": 9, "version_max": 12}))
-            decoder = protocol.FrameDecoder()
-            got = []
-            while True:
-                data = conn.recv(4096)
-                if not data:
-                    break
-                got += [protocol.decode_payload(t, p) for t, p in decoder.feed(data)]
-        assert [name for name, _ in got] == ["Hello", "Error"]
-        assert got[1][1]["status"] == protocol.enums.FAILED_PRECONDITION
-        assert device.wait(timeout=10) == 0
+        deadline = time.monotonic() + 60
+        while not demo_leftovers(tmp_path)[1]:  # until the device runs
+            assert demo.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=30) == 130
     finally:
-        device.kill()
-        device.wait()
+        demo.kill()
+        err = demo.communicate()[1]
+    assert err == "jotunheim: interrupted\n"
+    assert demo_leftovers(tmp_path) == ([], [])

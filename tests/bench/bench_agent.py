@@ -147,7 +147,7 @@ class LeanClient:
 
 
 def listen_settings(port):
-    return {"agent.mode": "listen", "agent.listen_port": port}
+    return {"agent.mode": "listen", "agent.listen_port": port, "agent.listen_host": "127.0.0.1"}
 
 
 def start_device(root, flash_files, romfs=None, board=BOARD):

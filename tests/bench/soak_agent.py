@@ -33,7 +33,8 @@ VALUES = (42, "forty-two", [1, 2.5, None, True], {"a": {"b": [b"\x00\xff"]}}, 2 
 
 def start(board, root, romfs):
     files = bundle.firmware_files("micropython", board, settings={
-        "agent.mode": "listen", "agent.listen_port": free_port()})
+        "agent.mode": "listen", "agent.listen_port": free_port(),
+        "agent.listen_host": "127.0.0.1"})
     image = None
     if romfs:
         image = bundle.romfs_image(files)

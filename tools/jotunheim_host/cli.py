@@ -2,7 +2,7 @@
 
 Commands:
   dump   pretty-print the frames in a capture of stream or serial bytes
-  demo   start a demo device and talk to it over loopback TCP
+  demo   run the firmware on a simulated ESP32 and talk to it over loopback TCP
   sim    run simulated devices, each with its REPL on a TCP port, until Ctrl-C
 
 Output that is data is a readable listing, or JSON with --format json.
@@ -185,7 +185,7 @@ def json_event(event):
 
 
 def do_demo(args):
-    """Start the demo device, talk to it over loopback TCP, print the transcript."""
+    """Run the firmware on a simulated ESP32; print a session with it over loopback TCP."""
     from .demo import DemoError, DemoSetupError, run_demo
     events = []
     report = events.append if args.format == "json" else print_event
@@ -205,9 +205,19 @@ def demo_arguments(parser):
                         default="micropython",
                         help="interpreter for the device (default %(default)s)")
     parser.add_argument("--port", type=int, default=0,
-                        help="TCP port for the device; 0 picks a free one")
-    parser.add_argument("--heap", default="96k",
-                        help="MicroPython heap size for the device (default %(default)s)")
+                        help="TCP port the device's agent listens on; 0 picks a free one")
+    parser.add_argument("--heap", type=heap_bytes, default=None,
+                        help="free heap of the simulated board, in bytes or with k or m "
+                             "(MicroPython only; default the ESP32's, 110k)")
+
+
+def heap_bytes(text):
+    """A byte count: 112640, 110k or 1m."""
+    scale = {"k": 1024, "m": 1024 * 1024}.get(text[-1:].lower(), 1)
+    try:
+        return int(text[:-1] if scale > 1 else text) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError("not a byte count: %r" % text) from None
 
 
 # ------------------------------------------------------------------ sim
@@ -335,7 +345,7 @@ def sim_arguments(parser):
 
 COMMANDS = {
     "dump": (do_dump, dump_arguments, "pretty-print the frames in a capture"),
-    "demo": (do_demo, demo_arguments, "run a demo device and talk to it over loopback"),
+    "demo": (do_demo, demo_arguments, "run the firmware on a simulated ESP32 and talk to it"),
     "sim": (do_sim, sim_arguments, "run simulated devices until Ctrl-C"),
 }
 

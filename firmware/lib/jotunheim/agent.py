@@ -373,7 +373,8 @@ class Agent:
 
     async def _listen(self):
         port_number = self.settings["agent.listen_port"]
-        server = await asyncio.start_server(self._accepted, "0.0.0.0", port_number)
+        server = await asyncio.start_server(self._accepted, self.settings["agent.listen_host"],
+                                            port_number)
         self.log("listening on port %d" % port_number)
         try:
             while True:

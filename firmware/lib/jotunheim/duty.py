@@ -23,7 +23,7 @@ async def run(agent):
     sleep_ms = int(settings["power.sleep_s"] * 1000)
     start = port.ticks_ms()
     if settings["agent.mode"] == "listen":
-        server = await asyncio.start_server(agent._accepted, "0.0.0.0",
+        server = await asyncio.start_server(agent._accepted, settings["agent.listen_host"],
                                             settings["agent.listen_port"])
         agent.log("listening on port %d while awake" % settings["agent.listen_port"])
         await _awake(agent, start, awake_ms, sleep_ms, listening=True)
