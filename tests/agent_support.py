@@ -24,6 +24,17 @@ def install(device, settings=None, tools=None, files=None):
     return device
 
 
+def listening(make_device, runtime, settings=None, **options):
+    """A started device whose agent listens on a free loopback port: (device, port)."""
+    port = free_port()
+    device = make_device(runtime)
+    install(device, dict({"agent.mode": "listen", "agent.listen_port": port},
+                         **(settings or {})), **options)
+    device.start()
+    console_lines(device, r"listening on port")
+    return device, port
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from agent_support import (KEY, RUNTIMES, RawPeer, console_lines, console_lines_async, free_port,
-                           install, run)
+                           install, listening, run)
 from jotunheim_host.controller import CallError, ConnectError, Hub, connect
 
 LAMP_TOOLS = {"tools": [
@@ -17,16 +17,6 @@ LAMP_TOOLS = {"tools": [
      "returns": {"type": "int"}, "bind": {"module": "mytools", "function": "twice"}},
 ]}
 MYTOOLS = "def twice(x):\n    return 2 * x\n"
-
-
-def listening(make_device, runtime, settings=None, **options):
-    port = free_port()
-    device = make_device(runtime)
-    install(device, dict({"agent.mode": "listen", "agent.listen_port": port},
-                         **(settings or {})), **options)
-    device.start()
-    console_lines(device, r"listening on port")
-    return device, port
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

@@ -118,7 +118,7 @@ def test_dump_truncated_capture(tmp_path, capsys):
     data = stream_capture()
     last = frame_offsets([protocol.encode_frame(n, f) for n, f in MESSAGES])[-1]
     code, out, err = run_dump(tmp_path, capsys, data[:-3], "dump")
-    assert code == 1
+    assert code == 20
     assert "Ping (type 8)" in out
     assert "StreamData" not in out
     assert err.startswith("jotunheim: offset %d: capture ends inside a frame" % last)
@@ -127,7 +127,7 @@ def test_dump_truncated_capture(tmp_path, capsys):
 def test_dump_garbage_after_frames(tmp_path, capsys):
     data = stream_capture()
     code, out, err = run_dump(tmp_path, capsys, data + b"\x00garbage", "dump")
-    assert code == 1
+    assert code == 20
     assert "StreamData (type 33)" in out
     assert "offset %d: error: bad preamble 0x00" % len(data) in out
     assert err == "jotunheim: offset %d: bad preamble 0x00 (expected 0x4a)\n" % len(data)
@@ -139,7 +139,7 @@ def test_dump_serial_skips_a_corrupt_frame(tmp_path, capsys):
     broken[3] ^= 0x40
     wires[1] = bytes(broken)
     code, out, err = run_dump(tmp_path, capsys, b"".join(wires), "dump", "--serial")
-    assert code == 1
+    assert code == 20
     assert "CapabilitiesRequest" not in out
     assert "ToolCall (type 16)" in out and "StreamData (type 33)" in out
     assert err.startswith("jotunheim: offset %d: CRC mismatch" % len(wires[0]))
@@ -147,17 +147,17 @@ def test_dump_serial_skips_a_corrupt_frame(tmp_path, capsys):
 
 def test_dump_malformed_payload(tmp_path, capsys):
     code, out, err = run_dump(tmp_path, capsys, protocol.frame(8, b"\x08"), "dump")
-    assert code == 1
+    assert code == 20
     assert "error: malformed Ping payload" in out
     assert err.startswith("jotunheim: offset 0: malformed Ping payload")
 
 
 def test_dump_input_errors(tmp_path, capsys):
     code, _, err = run_dump(tmp_path, capsys, b"4a 02 08 zz", "dump", "--hex")
-    assert (code, err) == (1, "jotunheim: --hex input: 'z' at hex digit 6 is not a hex digit\n")
+    assert (code, err) == (20, "jotunheim: --hex input: 'z' at hex digit 6 is not a hex digit\n")
     code, _, err = run_dump(tmp_path, capsys, b"4a0", "dump", "--hex")
-    assert code == 1 and "odd number" in err
-    assert main(["dump", str(tmp_path / "missing")]) == 3
+    assert code == 20 and "odd number" in err
+    assert main(["dump", str(tmp_path / "missing")]) == 30
     assert "jotunheim: cannot read" in capsys.readouterr().err
 
 
@@ -382,7 +382,7 @@ def test_demo_json_on_micropython(tmp_path):
 def test_demo_reports_a_device_that_cannot_start(tmp_path):
     # 8 KB of heap cannot hold the agent
     done = run_demo(tmp_path, "demo", "--heap", "8k")
-    assert done.returncode == 3
+    assert done.returncode == 10
     assert done.stderr.startswith("jotunheim: the device did not start: MemoryError")
 
 

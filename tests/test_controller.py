@@ -5,17 +5,13 @@ import asyncio
 import protocol
 import pytest
 
-from agent_support import KEY, console_lines, console_lines_async, free_port, install, run
+from agent_support import KEY, console_lines_async, free_port, install, listening, run
 from jotunheim_host.controller import ConnectError, Device, Hub, connect
 from jotunheim_host.transport import TransportError, open_transport
 
 
 def listening_device(make_device, runtime="micropython", **settings):
-    port = free_port()
-    device = make_device(runtime)
-    install(device, dict({"agent.mode": "listen", "agent.listen_port": port}, **settings))
-    device.start()
-    console_lines(device, "listening")
+    device, port = listening(make_device, runtime, settings)
     return device, "tcp://127.0.0.1:%d" % port
 
 

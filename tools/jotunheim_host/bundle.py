@@ -85,8 +85,19 @@ def firmware_files(runtime, board, settings=None, tools=None, compiled=None):
         if not isinstance(tools, dict):
             raise BundleError("tools must be a dict (the contents of tools.json), not %s"
                               % type(tools).__name__)
+        check_tools(tools)
         files["/tools.json"] = _json(tools)
     return files
+
+
+def check_tools(tools):
+    """Check a tools.json document as the device will (BundleError says where and why)."""
+    ops = _device_module("jotunheim.ops")
+    toolconf = _device_module("jotunheim.toolconf")
+    try:
+        toolconf.check_tools(tools, ops.signatures(), [row[0] for row in ops.OPS])
+    except _device_module("jotunheim.configfile").ConfigError as e:
+        raise BundleError(str(e)) from None
 
 
 def complete_settings(board, settings=None):

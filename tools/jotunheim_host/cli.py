@@ -1,17 +1,27 @@
-"""The jotunheim command: talk to Jotunheim devices and read their traffic.
+"""The jotunheim command: run simulated devices, talk to devices, read their traffic.
 
 Commands:
-  dump   pretty-print the frames in a capture of stream or serial bytes
-  demo   run the firmware on a simulated ESP32 and talk to it over loopback TCP
-  sim    run simulated devices, each with its REPL on a TCP port, until Ctrl-C
+  demo      the firmware on a simulated ESP32, and a controller talking to it
+  sim       run simulated devices (--agent: with the firmware, listening) until Ctrl-C
+  caps      show a device's capabilities
+  call      call a tool with typed arguments
+  settings  show or change a device's settings
+  log       follow a device's log
+  ping      measure round trips to a device
+  hub       accept devices that dial in and show them
+  deploy    put the firmware on a board with mpremote (compile, copy, verify)
+  dump      pretty-print the frames in a capture of stream or serial bytes
 
-Output that is data is a readable listing, or JSON with --format json.
+Devices are named by URL: tcp://HOST:PORT, serial:///dev/ttyUSB0?baud=115200. Output that
+is data is a readable listing, or JSON with --format json (errors too: {code, error,
+message, hint, details} on stdout).
 
 Exit codes:
   0    success
-  1    the device, the peer or the data is at fault (a malformed capture, a wrong answer)
   2    usage error: the command line is wrong
-  3    environment error: a file, program or port the command needs is missing or unusable
+  10   runtime error: the device, the link or the peer failed
+  20   validation error: input that does not check (a setting, a tool argument, a capture)
+  30   missing dependency: a program, package, file or port the command needs
   130  interrupted
 """
 # One handler per verb (do_<verb>), found through COMMANDS with the function that adds
@@ -25,23 +35,12 @@ import sys
 import tempfile
 import time
 
-from . import frames
+from . import device_verbs, frames, maker_verbs
+from .errors import (EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE,
+                     EXIT_VALIDATION, CommandError)
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_ENVIRONMENT = 3
-EXIT_INTERRUPTED = 130
 WIRE_BYTES_SHOWN = 48  # the transcript shows the start of long frames
 WIRE_LINE = 16
-
-
-class CommandError(Exception):
-    """A command failed; main() prints the message and exits with exit_code."""
-
-    def __init__(self, message, exit_code=EXIT_ERROR):
-        Exception.__init__(self, message)
-        self.exit_code = exit_code
 
 
 def emit_json(tree):
@@ -88,15 +87,17 @@ def read_capture(path, as_hex):
             with open(path, "rb") as f:
                 data = f.read()
     except OSError as e:
-        raise CommandError("cannot read %s: %s" % (path, e.strerror), EXIT_ENVIRONMENT)
+        raise CommandError("cannot read %s: %s" % (path, e.strerror), EXIT_MISSING)
     if not as_hex:
         return data
     digits = "".join(data.decode("latin-1").split())
     for i, char in enumerate(digits):
         if char not in string.hexdigits:
-            raise CommandError("--hex input: %r at hex digit %d is not a hex digit" % (char, i))
+            raise CommandError("--hex input: %r at hex digit %d is not a hex digit" % (char, i),
+                               EXIT_VALIDATION)
     if len(digits) % 2:
-        raise CommandError("--hex input: odd number of hex digits (%d)" % len(digits))
+        raise CommandError("--hex input: odd number of hex digits (%d)" % len(digits),
+                           EXIT_VALIDATION)
     return bytes.fromhex(digits)
 
 
@@ -138,7 +139,8 @@ def do_dump(args):
                 for r in records if "reason" in r or "error" in r]
     if problems:
         more = " (and %d more problems)" % (len(problems) - 1) if len(problems) > 1 else ""
-        raise CommandError("offset %d: %s%s" % (problems[0][0], problems[0][1], more))
+        raise CommandError("offset %d: %s%s" % (problems[0][0], problems[0][1], more),
+                           EXIT_VALIDATION)
 
 
 def dump_arguments(parser):
@@ -192,9 +194,9 @@ def do_demo(args):
     try:
         run_demo(report, runtime=args.runtime, port=args.port, heap=args.heap)
     except DemoSetupError as e:
-        raise CommandError(str(e), EXIT_ENVIRONMENT)
+        raise CommandError(str(e), EXIT_MISSING)
     except DemoError as e:
-        raise CommandError(str(e))
+        raise CommandError(str(e), EXIT_RUNTIME)
     finally:
         if events:
             emit_json([json_event(event) for event in events])
@@ -230,7 +232,7 @@ def sim_settings(args):
             return scenario.load(args.scenario)
         except OSError as e:
             raise CommandError("cannot read %s: %s" % (args.scenario, e.strerror),
-                               EXIT_ENVIRONMENT)
+                               EXIT_MISSING)
         except ValueError as e:
             raise CommandError("%s: %s" % (args.scenario, e), EXIT_USAGE)
     if not args.boards:
@@ -255,7 +257,26 @@ def start_devices(args, settings, base, devices):
         device = Device(None, root, runtime=args.runtime or one.get("runtime"),
                         repl_port=port, name=name, scenario=one, **pace)
         devices.append(device)
+        if args.agent:
+            install_agent(device)
         device.start(run_main=one.get("run_main", not args.repl))
+
+
+def install_agent(device):
+    """Put the firmware on a device's flash, its agent listening on a free loopback port;
+    device.agent_url says where."""
+    import socket
+    from . import bundle
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        device.put_files(bundle.firmware_files(device.runtime, device.board, settings={
+            "agent.mode": "listen", "agent.listen_host": "127.0.0.1",
+            "agent.listen_port": port}))
+    except bundle.BundleError as e:
+        raise CommandError(str(e), EXIT_MISSING) from None
+    device.agent_url = "tcp://127.0.0.1:%d" % port
 
 
 def do_sim(args):
@@ -264,7 +285,7 @@ def do_sim(args):
         from host_sim.runner import SimError
     except ImportError:
         raise CommandError("the simulator (host_sim) is not importable: run jotunheim from "
-                           "a source checkout", EXIT_ENVIRONMENT) from None
+                           "a source checkout", EXIT_MISSING) from None
     settings = sim_settings(args)
     base = args.root or tempfile.mkdtemp(prefix="jotunheim-sim-")
     devices = []
@@ -274,8 +295,11 @@ def do_sim(args):
         except ValueError as e:  # an unknown board
             raise CommandError(str(e), EXIT_USAGE)
         except (SimError, OSError) as e:
-            raise CommandError(str(e), EXIT_ENVIRONMENT)
+            raise CommandError(str(e), EXIT_MISSING)
         rows = [device.describe() for device in devices]
+        for row, device in zip(rows, devices):
+            if getattr(device, "agent_url", None):
+                row["agent"] = device.agent_url
         if args.format == "json":
             emit_json(rows)
         else:
@@ -308,12 +332,14 @@ def watch_devices(devices):
 
 
 def print_sim_table(rows):
-    columns = ("name", "board", "runtime", "repl", "root")
+    columns = ("name", "board", "runtime", "repl") + (("agent",) if "agent" in rows[0] else ()) \
+        + ("root",)
     table = [[str(row[c]) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(columns)]
     for line in [[c.upper() for c in columns]] + table:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
-    print("mpremote connect <repl> resume ... talks to a device; Ctrl-C stops them all")
+    print("mpremote connect <repl> resume ... talks to a device%s; Ctrl-C stops them all" % (
+        ", jotunheim caps <agent> to its agent" if "agent" in rows[0] else ""))
 
 
 def sim_arguments(parser):
@@ -331,6 +357,9 @@ def sim_arguments(parser):
                         help="devices per board named (default %(default)s)")
     parser.add_argument("--repl", action="store_true",
                         help="boot to the REPL without running main.py")
+    parser.add_argument("--agent", action="store_true",
+                        help="put the Jotunheim firmware on each device, its agent listening "
+                             "on loopback (the AGENT column: jotunheim caps/call URL)")
     parser.add_argument("--scenario", default=None,
                         help="JSON file naming the board, runtime, files, peripherals, analog "
                              "waveforms, Wi-Fi and a fault schedule of one device, or "
@@ -344,10 +373,15 @@ def sim_arguments(parser):
 # ------------------------------------------------------------------ main
 
 COMMANDS = {
-    "dump": (do_dump, dump_arguments, "pretty-print the frames in a capture"),
-    "demo": (do_demo, demo_arguments, "run the firmware on a simulated ESP32 and talk to it"),
-    "sim": (do_sim, sim_arguments, "run simulated devices until Ctrl-C"),
+    "demo": (do_demo, demo_arguments, "run the firmware on a simulated ESP32 and talk to it",
+             "jotunheim demo --runtime cpython"),
+    "sim": (do_sim, sim_arguments, "run simulated devices until Ctrl-C",
+            "jotunheim sim esp32 --agent"),
 }
+COMMANDS.update(device_verbs.VERBS)
+COMMANDS.update(maker_verbs.VERBS)
+COMMANDS["dump"] = (do_dump, dump_arguments, "pretty-print the frames in a capture",
+                    "jotunheim dump --serial capture.bin")
 
 
 def build_parser():
@@ -365,9 +399,10 @@ def build_parser():
         description="Talk to Jotunheim devices and read their traffic.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (handler, add_arguments, summary) in COMMANDS.items():
+    for name, (handler, add_arguments, summary, example) in COMMANDS.items():
         sub = verbs.add_parser(name, parents=[common], help=summary,
-                               description=handler.__doc__, epilog=epilog,
+                               description=handler.__doc__,
+                               epilog="example:\n  %s\n\n%s" % (example, epilog),
                                formatter_class=argparse.RawDescriptionHelpFormatter)
         add_arguments(sub)
     return parser
@@ -390,7 +425,12 @@ def main(argv=None):
         COMMANDS[args.command][0](args)
     except CommandError as e:
         sys.stdout.flush()
-        print("jotunheim: %s" % e, file=sys.stderr)
+        if args.format == "json":
+            emit_json(e.as_json())
+        else:
+            print("jotunheim: %s" % e, file=sys.stderr)
+            if e.hint:
+                print("jotunheim: %s" % e.hint, file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("jotunheim: interrupted", file=sys.stderr)

