@@ -183,7 +183,8 @@ def test_tools_file_errors_hot_reload_and_last_good(make_device, runtime):
     async def scenario():
         async with Hub() as hub:
             device = make_device(runtime)
-            install(device, {"agent.controller": "127.0.0.1:%d" % hub.port}, tools=bad)
+            install(device, {"agent.controller": "127.0.0.1:%d" % hub.port},
+                    files={"/tools.json": json.dumps(bad)})  # deploy would refuse it
             device.start()
             await console_lines_async(
                 device, r"tools\.json: tools\[0\]\.bind\.op: unknown operation 'pin_wrte'")
