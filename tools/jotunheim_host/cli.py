@@ -3,6 +3,8 @@
 Commands:
   demo      the firmware on a simulated ESP32, and a controller talking to it
   sim       run simulated devices (--agent: with the firmware, listening) until Ctrl-C
+  discover  find devices on the local network (they answer on UDP 7481)
+  devices   list the devices found before
   caps      show a device's capabilities
   call      call a tool with typed arguments
   settings  show or change a device's settings
@@ -35,7 +37,7 @@ import sys
 import tempfile
 import time
 
-from . import device_verbs, frames, maker_verbs
+from . import device_verbs, discovery, frames, maker_verbs
 from .errors import (EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE,
                      EXIT_VALIDATION, CommandError)
 
@@ -378,6 +380,7 @@ COMMANDS = {
     "sim": (do_sim, sim_arguments, "run simulated devices until Ctrl-C",
             "jotunheim sim esp32 --agent"),
 }
+COMMANDS.update(discovery.VERBS)
 COMMANDS.update(device_verbs.VERBS)
 COMMANDS.update(maker_verbs.VERBS)
 COMMANDS["dump"] = (do_dump, dump_arguments, "pretty-print the frames in a capture",

@@ -267,6 +267,9 @@ class Agent:
     async def main(self):
         """Run until a reboot is due; then reset the board (or return off a board)."""
         asyncio.create_task(self._reload())
+        if self.settings["agent.discovery_port"]:
+            from jotunheim import announce
+            asyncio.create_task(self._guarded(announce.serve(self)))
         self._start_watchdog()
         if port.mem_free is not None:
             gc.collect()

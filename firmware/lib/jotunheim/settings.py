@@ -19,6 +19,7 @@ SCHEMA = (
     ("agent.controller", "str", "", 0, 259, "hostport", False),
     ("agent.listen_port", "int", 7480, 1, 65535, None, False),
     ("agent.listen_host", "str", "0.0.0.0", 1, 253, None, False),
+    ("agent.discovery_port", "int", 7481, 1, 65535, "off", False),
     ("agent.uart_id", "int", 1, 0, 7, None, False),
     ("agent.uart_baud", "int", 115200, 1200, 3000000, None, False),
     ("agent.heartbeat_s", "number", 20, 0.5, 3600, None, False),
