@@ -12,6 +12,7 @@ Commands:
   ping      measure round trips to a device
   hub       accept devices that dial in and show them
   deploy    put the firmware on a board with mpremote (compile, copy, verify)
+  flash     put MicroPython itself on a board (esptool; the Pico W's UF2 copy)
   dump      pretty-print the frames in a capture of stream or serial bytes
 
 Devices are named by URL: tcp://HOST:PORT, serial:///dev/ttyUSB0?baud=115200. Output that
@@ -37,7 +38,7 @@ import sys
 import tempfile
 import time
 
-from . import device_verbs, discovery, frames, maker_verbs
+from . import device_verbs, discovery, flash, frames, maker_verbs
 from .errors import (EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE,
                      EXIT_VALIDATION, CommandError)
 
@@ -383,6 +384,7 @@ COMMANDS = {
 COMMANDS.update(discovery.VERBS)
 COMMANDS.update(device_verbs.VERBS)
 COMMANDS.update(maker_verbs.VERBS)
+COMMANDS.update(flash.VERBS)
 COMMANDS["dump"] = (do_dump, dump_arguments, "pretty-print the frames in a capture",
                     "jotunheim dump --serial capture.bin")
 
