@@ -13,6 +13,7 @@ Commands:
   hub       accept devices that dial in and show them
   deploy    put the firmware on a board with mpremote (compile, copy, verify)
   flash     put MicroPython itself on a board (esptool; the Pico W's UF2 copy)
+  provision give a board its id, key, Wi-Fi and controller; or a token for a phone (QR, NFC)
   dump      pretty-print the frames in a capture of stream or serial bytes
 
 Devices are named by URL: tcp://HOST:PORT, serial:///dev/ttyUSB0?baud=115200. Output that
@@ -38,7 +39,7 @@ import sys
 import tempfile
 import time
 
-from . import device_verbs, discovery, flash, frames, maker_verbs
+from . import device_verbs, discovery, flash, frames, maker_verbs, provision
 from .errors import (EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE,
                      EXIT_VALIDATION, CommandError)
 
@@ -385,6 +386,7 @@ COMMANDS.update(discovery.VERBS)
 COMMANDS.update(device_verbs.VERBS)
 COMMANDS.update(maker_verbs.VERBS)
 COMMANDS.update(flash.VERBS)
+COMMANDS.update(provision.VERBS)
 COMMANDS["dump"] = (do_dump, dump_arguments, "pretty-print the frames in a capture",
                     "jotunheim dump --serial capture.bin")
 

@@ -254,10 +254,11 @@ class Agent:
                 return
             finally:
                 port.drop("settings", "toolconf")
-            builtin = [t for t in self.tools.by_id.values() if t.kind == caps.BUILTIN]
-            if not configured and before == len(builtin):
+            # builtin tools and Loki's script tools stay (issue 6); configured ones are new
+            kept = [t for t in self.tools.by_id.values() if t.kind != caps.CONFIGURED]
+            if not configured and before == len(kept):
                 return  # still none
-            self.tools.install(builtin + [caps.configured_tool(t) for t in configured])
+            self.tools.install(kept + [caps.configured_tool(t) for t in configured])
             self.log("tools.json reloaded: %d tools" % len(configured))
             self.capabilities_changed("tools.json reloaded")
             gc.collect()
@@ -267,6 +268,10 @@ class Agent:
     async def main(self):
         """Run until a reboot is due; then reset the board (or return off a board)."""
         asyncio.create_task(self._reload())
+        try:  # Loki: user scripts as tools (issue 6), where its module is deployed
+            port.module("loki").install(self)
+        except ImportError:
+            pass
         if self.settings["agent.discovery_port"]:
             from jotunheim import announce
             asyncio.create_task(self._guarded(announce.serve(self)))
@@ -318,6 +323,8 @@ class Agent:
         if settings["agent.transport"] == "uart":
             return await self._serve_serial()
         await network.join(self)
+        if settings["agent.mode"] == "dial" and not settings["agent.controller"]:
+            return await self._unprovisioned()
         if settings["power.mode"] == "duty":
             from jotunheim import duty
             self._sleep_ms = await duty.run(self)
@@ -326,6 +333,15 @@ class Agent:
         if settings["agent.mode"] == "listen":
             return await self._listen()
         return await self._dial()
+
+    async def _unprovisioned(self):
+        """A dialing device without a controller waits for its settings to name one (they
+        are re-read when they change; discovery still answers meanwhile)."""
+        self.log("agent.controller is empty: nowhere to dial (jotunheim provision sets it)",
+                 "warning")
+        while True:
+            self.alive(RELOAD_MS * 4)
+            await port.sleep_ms(RELOAD_MS)
 
     async def serve(self, link):
         session = Session(self, link)
