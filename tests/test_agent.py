@@ -125,7 +125,7 @@ def test_bad_frames_get_errors_and_the_device_keeps_serving(make_device, runtime
     raw.send_raw(protocol_frame(99, b"\x08\x05"))           # a type nobody knows
     name, fields = raw.receive("Error")
     assert fields["status"] == 12 and fields["message_type"] == 99
-    raw.send("ScriptList", {"request_id": 5})              # known, not served here
+    raw.send("OtaStatusRequest", {"request_id": 5})        # known, not served here
     name, fields = raw.receive("Error")
     assert (fields["status"], fields["request_id"]) == (12, 5)
     raw.send("Ping", {"seq": 3, "time_ms": 77})            # the connection still works

@@ -364,7 +364,10 @@ def test_demo_json_on_micropython(tmp_path):
     replies = [e for e in events if e["event"] == "frame" and e["from"] == "device"]
     assert [e["name"] for e in replies] == [
         "Hello", "Capabilities", "ToolResult", "ToolResult", "ToolResult", "ToolResult",
-        "Error", "Pong", "LogRecord"]
+        "CapabilityChanged", "Ack", "LogRecord", "ToolResult", "Error", "Pong", "LogRecord"]
+    assert replies[7]["fields"]["status"] == "OK"                 # Script_blink registered
+    assert replies[8]["fields"]["message"].endswith("blinked 3 times")  # the ctx.log
+    assert replies[9]["fields"]["value"] == 0
     tools = {t["name"]: t for t in replies[1]["fields"]["tools"]}
     assert tools["lamp"]["kind"] == "TOOL_CONFIGURED"
     calls = [e["fields"] for e in events if e.get("name") == "ToolCall"]

@@ -178,3 +178,31 @@ def test_deploy_to_a_simulated_board_then_it_dials_and_answers(make_device, tmp_
                 "--set", "agent.mode=sideways"))
             assert bad.returncode == 20 and "agent.mode" in json.loads(bad.stdout)["message"]
     run(scenario(), timeout=300)
+
+
+@pytest.mark.parametrize("runtime", ("micropython", "cpython"))
+def test_script_add_list_call_rm_and_children(agent_url, capsys, tmp_path, runtime):
+    device, url = agent_url(runtime)
+    script = tmp_path / "blink.py"
+    script.write_text("def run(ctx, times=1):\n"
+                      "    for _ in range(times):\n"
+                      "        ctx.fenrir.pin_toggle(2)\n"
+                      "    return ctx.fenrir.pin_read(2)\n")
+    assert main(["script", "add", url, str(script), "--param", "times:int=1",
+                 "--returns", "int", "--description", "toggle GPIO 2"]) == 0
+    assert "tool Script_blink" in capsys.readouterr().out
+    assert main(["call", url, "Script_blink", "times=3"]) == 0
+    assert capsys.readouterr().out == "1\n" and device.world.level(2) == 1
+    assert main(["--format", "json", "script", "list", url]) == 0
+    listed = json_out(capsys)
+    assert [(s["name"], s["tools"]) for s in listed] == [("blink", ["Script_blink"])]
+    assert main(["script", "add", url, str(script)]) == 20          # taken, no --replace
+    assert "ALREADY_EXISTS" in capsys.readouterr().err
+    assert main(["--format", "json", "caps", url]) == 0
+    languages = json_out(capsys)["features"]["script_languages"]
+    assert languages == ["python"]     # the ESP32's profile: Lua only on Linux boards
+    assert main(["--format", "json", "children", url]) == 0
+    assert {c["name"] for c in json_out(capsys)} == {"Fenrir", "Jormungandr", "Hel"}
+    assert main(["script", "rm", url, "blink"]) == 0
+    assert main(["call", url, "Script_blink"]) == 20                # gone
+    capsys.readouterr()

@@ -9,6 +9,8 @@ Commands:
   call      call a tool with typed arguments
   settings  show or change a device's settings
   log       follow a device's log
+  script    register, list or remove a device's scripts (each is tool Script_NAME)
+  children  show Fenrir (hardware), Jormungandr (network) and Hel (data)
   ping      measure round trips to a device
   hub       accept devices that dial in and show them
   deploy    put the firmware on a board with mpremote (compile, copy, verify)
@@ -39,7 +41,8 @@ import sys
 import tempfile
 import time
 
-from . import device_verbs, discovery, flash, frames, maker_verbs, provision
+from . import (device_verbs, discovery, flash, frames, maker_verbs, provision,
+               script_verbs)
 from .errors import (EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE,
                      EXIT_VALIDATION, CommandError)
 
@@ -384,6 +387,7 @@ COMMANDS = {
 }
 COMMANDS.update(discovery.VERBS)
 COMMANDS.update(device_verbs.VERBS)
+COMMANDS.update(script_verbs.VERBS)
 COMMANDS.update(maker_verbs.VERBS)
 COMMANDS.update(flash.VERBS)
 COMMANDS.update(provision.VERBS)

@@ -31,6 +31,22 @@ CACHE_TTL = 3600.0
 HEARTBEAT = 20.0
 
 
+VALUE_TYPES = ("any", "null", "bool", "int", "float", "string", "bytes", "list", "map")
+
+
+def _value_type(kind):
+    return kind if isinstance(kind, int) else VALUE_TYPES.index(kind)
+
+
+def _parameter(declared):
+    parameter = dict(declared)
+    parameter["type"] = _value_type(parameter.get("type", "any"))
+    parameter.setdefault("required", "default" not in parameter)
+    if "default" in parameter:
+        parameter["default_value"] = parameter.pop("default")
+    return parameter
+
+
 class Call:
     """A tool call on its way: `await call.result()`; `await call.cancel()`."""
 
@@ -322,6 +338,38 @@ class Device:
         if answer["status"] != 0:
             raise CallError(answer["status"], answer["message"])
         return answer["values"]
+
+    # ------------------------------------------------------------ scripts (Loki)
+
+    async def register_script(self, name, source, language="python", description="",
+                              parameters=(), returns="any", limits=None, streams=False,
+                              replace=False):
+        """Register a script: it becomes tool Script_NAME. parameters: [{"name", "type"
+        (a type name or ValueType number), "required", "description", ...}]."""
+        fields = {"name": name, "language": language, "source": source,
+                  "description": description, "streams": streams, "replace": replace,
+                  "parameters": [_parameter(p) for p in parameters],
+                  "returns": {"type": _value_type(returns)}, "limits": dict(limits or {})}
+        return self._acked(await self.request("ScriptRegister", fields))
+
+    async def unregister_script(self, name):
+        return self._acked(await self.request("ScriptUnregister", {"name": name}))
+
+    async def scripts(self):
+        answer = await self.request("ScriptList", {})
+        if answer["status"] != 0:
+            raise CallError(answer["status"], "cannot list the scripts")
+        return answer["scripts"]
+
+    async def children(self):
+        """Fenrir, Jormungandr and Hel: their state, work and errors."""
+        return (await self.request("ChildrenStatusRequest", {}))["children"]
+
+    @staticmethod
+    def _acked(ack):
+        if ack["status"] != 0:
+            raise CallError(ack["status"], ack["message"])
+        return ack
 
     async def ping(self, timeout=5.0):
         """Round trip in seconds."""

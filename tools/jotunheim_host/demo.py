@@ -219,17 +219,18 @@ class Session:
         except protocol.ProtocolError as e:
             raise DemoError("the device sent a bad message: %s" % e) from None
 
-    def receive(self, expected):
+    def receive(self, expected, also=()):
         """The device's next answer, which must be an `expected`; its decoded fields.
 
-        Log records may come at any time; a heartbeat Ping is answered on the way."""
+        Log records (and the events in `also`) may come at any time; a heartbeat Ping is
+        answered on the way."""
         while True:
             name, fields = self._next_message()
             if name is None:
                 raise DemoError("the device closed the connection")
             if name == "Ping":
                 self.send("Pong", fields)
-            elif name != "LogRecord":
+            elif name != "LogRecord" and name not in also:
                 break
         if name != expected:
             raise DemoError("expected %s from the device, got %s" % (expected, name))
@@ -295,11 +296,37 @@ def converse(session, device):
     if device.runtime == "micropython":  # CPython does not report its free heap
         heap = session.call(tool_name="device_heap")
         note(session, "device_heap: %d bytes free after a collection" % heap)
+    register_and_call_script(session, device)
     unknown_and_ping(session)
     session.send("Goodbye", {"reason": "demo finished"})
     session.until_closed()
     note(session, "controller sent %d frames (%d bytes), device sent %d frames (%d bytes)"
          % tuple(session.counts["controller"] + session.counts["device"]))
+
+
+BLINK = """\
+def run(ctx, times=3):
+    for _ in range(times):
+        ctx.fenrir.pin_toggle(2)
+    ctx.log("blinked %d times" % times)
+    return ctx.fenrir.pin_read(2)
+"""
+
+
+def register_and_call_script(session, device):
+    """Register a script at run time (it becomes tool Script_blink) and call it."""
+    session.send("ScriptRegister", {
+        "request_id": session.next_request_id(), "name": "blink", "language": "python",
+        "source": BLINK, "description": "Toggle the lamp on GPIO 2 a number of times",
+        "parameters": [{"name": "times", "type": 3, "required": False,
+                        "default_value": 3, "description": "how many toggles"}],
+        "returns": {"type": 3, "description": "the level GPIO 2 is left at"}})
+    ack = session.receive("Ack", also=("CapabilityChanged",))
+    expect(status_name(ack) == "OK", "ScriptRegister failed: %s" % ack["message"])
+    before = device.world.level(2)
+    level = session.call(tool_name="Script_blink", args={"times": 3})
+    note(session, "registered the script blink as tool Script_blink and called it: GPIO 2 "
+         "went from %d to %d after three toggles" % (before, level))
 
 
 def summarize(session, caps):

@@ -70,7 +70,8 @@ def run_device(args, work):
         return asyncio.run(main())
     except CallError as e:
         code = EXIT_VALIDATION if e.status_name in ("INVALID_ARGUMENT", "NOT_FOUND",
-                                                   "OUT_OF_RANGE") else EXIT_RUNTIME
+                                                   "OUT_OF_RANGE", "ALREADY_EXISTS") \
+            else EXIT_RUNTIME
         hint = ("jotunheim caps %s lists the tools and their parameters" % args.url
                 if code == EXIT_VALIDATION else None)
         raise CommandError(str(e), code, hint=hint,

@@ -73,6 +73,8 @@ class Agent:
         configured = []
         if self._exists(root + "tools.json"):
             configured = self._load_first(self.tools_file, "tools.json") or []
+        else:
+            self.tools_file.seen()  # none: changed() says when one appears
         self.tools.install(caps.builtin_tools() + [caps.configured_tool(t) for t in configured])
         port.drop("settings", "toolconf")
 
@@ -257,6 +259,7 @@ class Agent:
             # builtin tools and Loki's script tools stay (issue 6); configured ones are new
             kept = [t for t in self.tools.by_id.values() if t.kind != caps.CONFIGURED]
             if not configured and before == len(kept):
+                self.tools_file.seen()
                 return  # still none
             self.tools.install(kept + [caps.configured_tool(t) for t in configured])
             self.log("tools.json reloaded: %d tools" % len(configured))

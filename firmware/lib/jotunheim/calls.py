@@ -134,38 +134,48 @@ class Calls:
         return None
 
     def _start(self, item):
+        """Run a call. A tool that returns a value (most operations) is answered at once,
+        with no task: it could not be interrupted anyway. One that returns a coroutine
+        runs as a task under its deadline."""
         self.running[item.key] = item
-        item.task = asyncio.create_task(self._run(item))
+        if port.ticks_diff(item.deadline, port.ticks_ms()) <= 0:
+            return self._finish(item, *self._failure(item, asyncio.TimeoutError()))
+        self.executed += 1
+        try:
+            result = item.tool.run(self.agent, **item.args)
+        except Exception as e:  # noqa: BLE001 - the call fails, the device goes on
+            return self._finish(item, *self._failure(item, e))
+        if not hasattr(result, "send"):
+            return self._finish(item, OK, result, "")
+        item.task = asyncio.create_task(self._run(item, result))
 
-    async def _run(self, item):
-        status, value, error = OK, None, ""
+    async def _run(self, item, coroutine):
         try:
             left = port.ticks_diff(item.deadline, port.ticks_ms())
-            if left <= 0:
-                raise asyncio.TimeoutError
-            self.executed += 1
-            value = await asyncio.wait_for(self._invoke(item), left / 1000)
-        except asyncio.TimeoutError:
-            status, error = DEADLINE_EXCEEDED, "%s did not finish within its deadline" % (
-                item.tool.name)
-        except asyncio.CancelledError:
-            status, error = CANCELLED, "cancelled"
-        except MemoryError:
-            status, error = RESOURCE_EXHAUSTED, "%s ran out of memory" % item.tool.name
-        except (ValueError, TypeError) as e:
-            status, error = INVALID_ARGUMENT, "%s: %s" % (item.tool.name, e)
-        except OSError as e:
-            status, error = UNAVAILABLE, "%s: %s" % (item.tool.name, e)
-        except Exception as e:
-            status, error = INTERNAL, "%s: %s: %s" % (item.tool.name, type(e).__name__, e)
-        self._finish(item, status, value, error)
+            value = await asyncio.wait_for(coroutine, max(left, 1) / 1000)
+        except Exception as e:  # noqa: BLE001 - CancelledError included on CPython 3.7-
+            self._finish(item, *self._failure(item, e))
+        except asyncio.CancelledError as e:  # a BaseException on CPython 3.8+
+            self._finish(item, *self._failure(item, e))
+        else:
+            self._finish(item, OK, value, "")
         self._next()
 
-    async def _invoke(self, item):
-        result = item.tool.run(self.agent, **item.args)
-        if hasattr(result, "send"):  # a coroutine (async op or async module function)
-            result = await result
-        return result
+    def _failure(self, item, e):
+        """(status, value, error) of a call that raised e."""
+        name = item.tool.name
+        if isinstance(e, asyncio.TimeoutError):
+            return DEADLINE_EXCEEDED, None, "%s did not finish within its deadline" % name
+        if isinstance(e, asyncio.CancelledError):
+            return CANCELLED, None, "cancelled"
+        if isinstance(e, MemoryError):  # a limit of its own says which, with its reason
+            return RESOURCE_EXHAUSTED, None, "%s ran out of memory%s" % (
+                name, ": %s" % e if e.args else "")
+        if isinstance(e, (ValueError, TypeError)):
+            return INVALID_ARGUMENT, None, "%s: %s" % (name, e)
+        if isinstance(e, OSError):
+            return UNAVAILABLE, None, "%s: %s" % (name, e)
+        return INTERNAL, None, "%s: %s: %s" % (name, type(e).__name__, e)
 
     def _next(self):
         while self.queue and len(self.running) < self.agent.settings["calls.concurrency"]:

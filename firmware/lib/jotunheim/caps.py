@@ -9,6 +9,7 @@
 # answer is the request id, those bytes and a short tail with the live resources (free
 # heap, storage): concatenated protobuf messages merge, so the three encode one message.
 import gc
+import sys
 
 import protocol
 from jotunheim import args, ops, port
@@ -147,6 +148,12 @@ def device_profile(board):
     return kept
 
 
+def _script_languages(agent):
+    """The languages Loki runs here (none without it)."""
+    loki = sys.modules.get("jotunheim.loki")
+    return loki.languages(agent) if loki is not None else []
+
+
 def _compression():
     for name in ("deflate", "zlib"):
         try:
@@ -223,5 +230,5 @@ class Registry:
                           "max_concurrent_tools": settings["calls.concurrency"],
                           "max_frame": limits.get("max_frame", 4096)},
             "features": {"streaming": False, "compression": _compression(),
-                         "script_languages": [], "encryption": []},
+                         "script_languages": _script_languages(agent), "encryption": []},
         }

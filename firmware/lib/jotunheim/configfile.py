@@ -60,6 +60,10 @@ class ConfigFile:
             raise ConfigError(self.name, "", "no last good copy to fall back to")
         return self._parse(self._read(self.path + ".good", name), name)
 
+    def seen(self):
+        """Take the file as it is now (missing, say) as the state changed() compares to."""
+        self._digest = self._file_digest(self.path)
+
     def changed(self):
         """True when the file differs from what was last loaded, attempted or saved."""
         return self._file_digest(self.path) != self._digest
@@ -119,18 +123,7 @@ class ConfigFile:
             return _MISSING
 
     def _write(self, path, data):
-        temp = path + ".tmp"
-        try:
-            with open(temp, "wb") as f:
-                f.write(data)
-                if hasattr(os, "fsync"):  # CPython on a Linux board; MicroPython syncs on close
-                    f.flush()
-                    os.fsync(f.fileno())
-            os.rename(temp, path)
-        except OSError:
-            if _exists(temp):
-                os.remove(temp)
-            raise
+        write_atomic(path, data)
 
 
 def _exists(path):
@@ -229,3 +222,20 @@ def _distance(a, b):
             row[j + 1] = min(current + 1, row[j] + 1, previous + (a[i] != b[j]))
             previous = current
     return row[-1]
+
+
+def write_atomic(path, data):
+    """Write a file through a temporary one renamed over it: a power cut leaves the old
+    content or the new, never a mix (LittleFS and POSIX rename atomically)."""
+    temp = path + ".tmp"
+    try:
+        with open(temp, "wb") as f:
+            f.write(data)
+            if hasattr(os, "fsync"):  # CPython on a Linux board; MicroPython syncs on close
+                f.flush()
+                os.fsync(f.fileno())
+        os.rename(temp, path)
+    except OSError:
+        if _exists(temp):
+            os.remove(temp)
+        raise
