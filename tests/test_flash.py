@@ -375,3 +375,19 @@ def test_linux_sbc_has_nothing_to_flash(tmp_path):
 
 def test_an_unknown_board_is_a_usage_error(tmp_path):
     assert flash_error("/dev/ttyUSB0", "--board", "esp32s3").exit_code == EXIT_USAGE
+
+
+def test_the_installed_command_against_a_port_without_a_chip(tmp_path, silent_port):
+    """As a user runs it: the jotunheim console script, JSON out, exit code 10."""
+    import json
+    import subprocess
+
+    from test_cli import jotunheim_command
+    done = subprocess.run([jotunheim_command(), "--format", "json", "flash", silent_port.path,
+                           "--board", "esp32", "--image", esp_image(tmp_path),
+                           "--connect-attempts", "1"], capture_output=True, text=True,
+                          timeout=120)
+    error = json.loads(done.stdout)
+    assert done.returncode == error["code"] == 10 and error["error"] == "runtime"
+    assert "Failed to connect to ESP32" in error["message"] and "BOOT" in error["hint"]
+    assert set(silent_port.commands()) == {SYNC}     # nothing but sync: nothing written
