@@ -206,3 +206,24 @@ def test_script_add_list_call_rm_and_children(agent_url, capsys, tmp_path, runti
     assert main(["script", "rm", url, "blink"]) == 0
     assert main(["call", url, "Script_blink"]) == 20                # gone
     capsys.readouterr()
+
+
+def test_each_error_class_through_the_installed_command(agent_url):
+    """As a user (or a script) meets them: exit code by class, JSON that parses."""
+    device, url = agent_url()
+
+    def jotunheim(*argv):
+        return subprocess.run([jotunheim_command(), *argv], capture_output=True, text=True,
+                              timeout=60)
+    done = jotunheim("call", url, "--no-such-option")
+    assert done.returncode == 2 and "usage:" in done.stderr
+    for argv, code, error in (
+            (["call", url, "pin_write", "pin=2", "value=maybe"], 20, "validation"),
+            (["caps", "tcp://127.0.0.1:%d" % free_port()], 10, "runtime"),
+            (["caps", "serial:///dev/no-such-tty"], 30, "missing")):
+        done = jotunheim("--format", "json", *argv)
+        answer = json.loads(done.stdout)
+        assert (done.returncode, answer["code"], answer["error"]) == (code, code, error)
+        assert answer["message"] and "hint" in answer and "details" in answer
+    done = jotunheim("--format", "json", "call", url, "device_echo", "value=[1, 2]")
+    assert done.returncode == 0 and json.loads(done.stdout)["value"] == [1, 2]

@@ -373,3 +373,22 @@ def test_provision_a_running_agent_over_tcp(make_device, keys_path, tmp_path, ca
         return values
     assert run(scenario()) == {"device.id": "bench", "device.name": "the bench",
                                "auth.key": "***"}
+
+
+def test_token_round_trip_through_the_installed_command(tmp_path):
+    """jotunheim provision --token, as a user runs it: the token, the NFC record file."""
+    import subprocess
+
+    from test_cli import jotunheim_command
+    anchor = hashlib.sha256(b"the hub's public key").hexdigest()
+    ndef_file = tmp_path / "token.ndef"
+    done = subprocess.run([jotunheim_command(), "--format", "json", "provision", "--token",
+                           "--controller", "hub.local:7480", "--anchor-fingerprint", anchor,
+                           "--wifi-ssid", "garden", "--ndef", str(ndef_file)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    fields = decode_token(printed["token"])
+    assert (fields["controller"], fields["anchor_sha256"].hex(), fields["wifi_ssid"]) == (
+        "hub.local:7480", anchor, "garden")
+    assert parse_ndef(ndef_file.read_bytes()) == fields
