@@ -54,8 +54,8 @@ def test_hub_refuses_a_device_with_the_wrong_key_and_the_device_backs_off(make_d
             install(device, {"agent.controller": "127.0.0.1:%d" % hub.port,
                              "auth.key": KEY, "agent.reconnect_max_s": 40})
             device.start()
-            delay, = await console_lines_async(
-                device, r"reconnecting in (\d+) ms \(attempt 100\)")
+            delay = (await console_lines_async(
+                device, r"reconnecting in (\d+) ms \(attempt 100\)"))[0]
             assert 30000 <= int(delay) <= 40000          # straight to the longest wait
             assert hub.refused and "refused the key" in hub.refused[0][1]
             with pytest.raises(asyncio.TimeoutError):

@@ -28,9 +28,6 @@ from jotunheim.session import Session
 RELOAD_MS = 2000
 CONNECT_TIMEOUT_MS = 10000
 ROLE_DEVICE = 1
-OK = 0
-NOT_FOUND = 5
-INVALID_ARGUMENT = 3
 UNAVAILABLE = 14
 LEVELS = ("debug", "info", "warning", "error")  # LogLevel 1, 2, 3, 4
 # settings whose change needs the connection started again
@@ -176,35 +173,12 @@ class Agent:
 
     # ------------------------------------------------------------ settings requests
 
-    def settings_get(self, request):
-        public = _settings().public(self.settings)
-        port.drop("settings")
-        keys = request["keys"] or list(public)
-        answer = {"request_id": request["request_id"], "status": OK, "values": {}}
-        for key in keys:
-            if key not in public:
-                return {"request_id": request["request_id"], "status": NOT_FOUND,
-                        "message": "no setting %s" % key}
-            answer["values"][key] = public[key]
-        return answer
-
-    def settings_set(self, request):
-        values = request["values"]
+    def settings_request(self, name, request):
+        """Answer SettingsGet or SettingsSet (jotunheim.remote_settings, loaded for it)."""
         try:
-            new = _settings().check(values, self.profile(), self.settings)
-            self.settings_file.save(new)
-            public = _settings().public(new)
-        except configfile.ConfigError as e:
-            return {"request_id": request["request_id"], "status": INVALID_ARGUMENT,
-                    "message": str(e)}
-        except OSError as e:
-            return {"request_id": request["request_id"], "status": UNAVAILABLE,
-                    "message": "settings.json cannot be written: %s" % e}
+            return port.module("remote_settings").answer(self, name, request)
         finally:
-            port.drop("settings")
-        self.apply_settings(new)
-        return {"request_id": request["request_id"], "status": OK,
-                "values": dict((key, public[key]) for key in values)}
+            port.drop("remote_settings", "settings")
 
     def apply_settings(self, new):
         old, self.settings = self.settings, new

@@ -246,7 +246,7 @@ class Session:
         self.agent.calls.cancel(self, fields["request_id"])
 
     def _on_SettingsGet(self, fields):
-        self.send("SettingsResult", self.agent.settings_get(fields))
+        self.send("SettingsResult", self.agent.settings_request("SettingsGet", fields))
 
     def _on_SettingsSet(self, fields):
-        self.send("SettingsResult", self.agent.settings_set(fields))
+        self.send("SettingsResult", self.agent.settings_request("SettingsSet", fields))
