@@ -46,6 +46,8 @@ import sys
 import tempfile
 import time
 
+from results import write_report  # tests/bench, this script's directory
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(HERE)
 ROOT = os.path.dirname(TESTS)
@@ -565,11 +567,7 @@ def main(argv=None):
         sys.stderr.write("bench_agent: %s\n" % e)
         return 2
     print_table(report)
-    directory = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(directory, exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2, sort_keys=True)
-        f.write("\n")
+    write_report(args.out, report)
     print("\nwrote %s" % args.out)
     return 1 if report["errors"] else 0
 

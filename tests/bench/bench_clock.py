@@ -18,6 +18,8 @@ import shutil
 import subprocess
 import sys
 
+from results import write_report  # tests/bench, this script's directory
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CHECKS = os.path.join(ROOT, "tests", "upy", "sim_clock_checks.py")
@@ -95,10 +97,7 @@ def main(argv=None):
                     "cpus": os.cpu_count()},
     }
     print(table(results))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
+    write_report(args.out, report)
     print("wrote " + args.out)
     return 1 if any("error" in row for row in results.values()) else 0
 

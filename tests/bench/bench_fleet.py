@@ -40,6 +40,8 @@ import tempfile
 import threading
 import time
 
+from results import write_report  # tests/bench, this script's directory
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 DEFAULT_OUT = os.path.join(ROOT, "bench-results", "fleet.json")
@@ -393,10 +395,7 @@ def main(argv=None):
     }
     report["targets"] = targets(report)
     print(table(report))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
+    write_report(args.out, report)
     print("wrote " + args.out)
     failed = [run for section in (report["inprocess"], report["micropython"])
               for run in section.get("runs", []) if "error" in run]

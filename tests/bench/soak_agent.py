@@ -11,11 +11,12 @@ code is in ROMFS, as a board would have it frozen (--flash: .mpy files on the fl
 "Does not grow": no sample after the first is more than GROWTH_SLACK bytes below it.
 """
 import argparse
-import json
 import os
 import shutil
 import sys
 import tempfile
+
+from results import write_report  # tests/bench, this script's directory
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 for path in (HERE, os.path.dirname(HERE)):
@@ -105,9 +106,7 @@ def main(argv=None):
     print("heap %s (%d B lost after the first sample; slack %d B)" % (
         "GROWS" if report["grows"] else "does not grow", report["growth_bytes"],
         GROWTH_SLACK))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=1)
+    write_report(args.out, report)
     return 1 if report["grows"] else 0
 
 
