@@ -39,6 +39,8 @@ def _settings():
 
 
 _BOARD_KEYS = ("name", "type", "limits", "heap_bytes", "cpu_mhz")
+# add-ons: each module's install(agent) runs at start, where the module is deployed
+ADDONS = ("loki", "streams", "ota")
 
 
 class Agent:
@@ -50,6 +52,9 @@ class Agent:
         self.sessions = []
         self.sessions_started = 0
         self.handlers = {}  # message name -> function(session, fields), for add-ons
+        self.features = {}  # capability features add-ons declare (Features fields)
+        self.on_ready = []  # functions(session) called as a session becomes ready
+        self.on_end = []    # functions(session) called as a session ends
         self.healthy_until = port.ticks_add(port.ticks_ms(), 60000)
         self._restart = asyncio.Event()
         self._rebooting = False
@@ -159,6 +164,13 @@ class Agent:
     def session_ready(self, session):
         self.sessions_started += 1
         self.calls.attach(session)
+        for hook in self.on_ready:
+            hook(session)
+
+    def session_ended(self, session):
+        self.calls.detach(session)
+        for hook in self.on_end:
+            hook(session)
 
     def capabilities_changed(self, reason):
         for session in self.sessions:
@@ -245,10 +257,12 @@ class Agent:
     async def main(self):
         """Run until a reboot is due; then reset the board (or return off a board)."""
         asyncio.create_task(self._reload())
-        try:  # Loki: user scripts as tools (issue 6), where its module is deployed
-            port.module("loki").install(self)
-        except ImportError:
-            pass
+        for name in ADDONS:
+            try:
+                addon = port.module(name)
+            except ImportError:
+                continue
+            addon.install(self)
         if self.settings["agent.discovery_port"]:
             from jotunheim import announce
             asyncio.create_task(self._guarded(announce.serve(self)))

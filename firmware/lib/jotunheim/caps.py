@@ -229,6 +229,7 @@ class Registry:
                           "cpu_mhz": board.get("cpu_mhz", 0),
                           "max_concurrent_tools": settings["calls.concurrency"],
                           "max_frame": limits.get("max_frame", 4096)},
-            "features": {"streaming": False, "compression": _compression(),
-                         "script_languages": _script_languages(agent), "encryption": []},
+            "features": dict({"streaming": False, "compression": _compression(),
+                              "script_languages": _script_languages(agent), "encryption": []},
+                             **agent.features),
         }

@@ -64,7 +64,7 @@ class Session:
         finally:
             for task in tasks:
                 task.cancel()
-            self.agent.calls.detach(self)
+            self.agent.session_ended(self)
             await self._flush()
             self.state = _CLOSED
             await self.link.close()
