@@ -47,8 +47,18 @@ def test_caps_call_settings_and_ping(agent_url, capsys, runtime):
     assert "agent.mode" in capsys.readouterr().out
     assert main(["--format", "json", "settings", url, "--set", "agent.heartbeat_s=30"]) == 0
     assert json_out(capsys) == {"agent.heartbeat_s": 30}
+    # a dry run: the device checks the values and changes nothing
+    assert main(["--format", "json", "settings", url, "--set", "agent.heartbeat_s=45",
+                 "--dry-run"]) == 0
+    assert json_out(capsys) == {"dry_run": True, "would_set": {"agent.heartbeat_s": 45}}
+    assert main(["settings", url, "--set", "agent.heartbeat_s=-1", "--dry-run"]) == 20
+    assert "agent.heartbeat_s" in capsys.readouterr().err
+    assert main(["--format", "json", "settings", url, "agent.heartbeat_s"]) == 0
+    assert json_out(capsys) == {"agent.heartbeat_s": 30}
     assert main(["--format", "json", "ping", url, "--count", "2"]) == 0
     assert len(json_out(capsys)["round_trips_ms"]) == 2
+    device.power_cut()
+    assert json.loads(device.read_file("/settings.json"))["agent.heartbeat_s"] == 30
 
 
 def test_exit_codes_and_json_errors(agent_url, capsys, tmp_path):
@@ -198,6 +208,16 @@ def test_script_add_list_call_rm_and_children(agent_url, capsys, tmp_path, runti
     assert [(s["name"], s["tools"]) for s in listed] == [("blink", ["Script_blink"])]
     assert main(["script", "add", url, str(script)]) == 20          # taken, no --replace
     assert "ALREADY_EXISTS" in capsys.readouterr().err
+    assert main(["script", "add", url, str(script), "--dry-run"]) == 20
+    assert "--replace" in capsys.readouterr().err
+    assert main(["script", "add", url, str(script), "--replace", "--dry-run"]) == 0
+    assert "would replace blink" in capsys.readouterr().out
+    assert main(["--format", "json", "script", "rm", url, "blink", "--dry-run"]) == 0
+    assert json_out(capsys) == {"would_remove": "blink", "dry_run": True}
+    assert main(["script", "rm", url, "nosuch", "--dry-run"]) == 20
+    assert "no script nosuch" in capsys.readouterr().err
+    assert main(["call", url, "Script_blink", "times=1"]) == 0      # still there
+    assert capsys.readouterr().out == "0\n"
     assert main(["--format", "json", "caps", url]) == 0
     languages = json_out(capsys)["features"]["script_languages"]
     assert languages == ["python"]     # the ESP32's profile: Lua only on Linux boards

@@ -333,8 +333,9 @@ class Device:
             raise CallError(answer["status"], answer["message"])
         return answer["values"]
 
-    async def set_settings(self, **values):
-        answer = await self.request("SettingsSet", {"values": values})
+    async def set_settings(self, dry_run=False, **values):
+        """Change settings (checked together on the device); dry_run: only check them."""
+        answer = await self.request("SettingsSet", {"values": values, "dry_run": dry_run})
         if answer["status"] != 0:
             raise CallError(answer["status"], answer["message"])
         return answer["values"]

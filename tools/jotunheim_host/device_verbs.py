@@ -193,14 +193,22 @@ def do_settings(args):
             raise CommandError("--set wants KEY=VALUE, not %r" % item, EXIT_USAGE)
         changes[key] = parse_value(value)
 
+    if args.dry_run and not changes:
+        raise CommandError("--dry-run goes with --set", EXIT_USAGE,
+                           hint="e.g. jotunheim settings URL --set log.level=debug --dry-run")
+
     async def work(device):
         if changes:
-            return await device.set_settings(**changes)
+            return await device.set_settings(dry_run=args.dry_run, **changes)
         return await device.settings(*args.keys)
     values = run_device(args, work)
     width = max([len(key) for key in values] + [3])
-    emit(args, values, ["%-*s  %s" % (width, key, frames.to_json(values[key], indent=None))
-                        for key in sorted(values)])
+    lines = ["%-*s  %s" % (width, key, frames.to_json(values[key], indent=None))
+             for key in sorted(values)]
+    if args.dry_run:
+        values = {"dry_run": True, "would_set": values}
+        lines = ["the device accepts these values (nothing was changed):"] + lines
+    emit(args, values, lines)
 
 
 def settings_arguments(parser):
@@ -208,6 +216,8 @@ def settings_arguments(parser):
     parser.add_argument("keys", nargs="*", metavar="KEY", help="settings to show (all if none)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="change a setting (repeat for several; secrets are never shown)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="with --set: have the device check the values, change nothing")
 
 
 # ------------------------------------------------------------------ log, ping

@@ -2,7 +2,7 @@
 import os
 
 from jotunheim_host.device_verbs import emit, run_device, url_argument
-from jotunheim_host.errors import EXIT_MISSING, EXIT_USAGE, CommandError
+from jotunheim_host.errors import EXIT_MISSING, EXIT_USAGE, EXIT_VALIDATION, CommandError
 
 LANGUAGES = {".py": "python", ".lua": "lua"}
 STATES = {1: "idle", 2: "busy", 3: "error", 4: "disabled"}
@@ -37,6 +37,11 @@ def do_script(args):
     if args.action == "rm":
         if not args.target:
             raise CommandError("script rm needs the script's NAME", EXIT_USAGE)
+        if args.dry_run:
+            _registered(args, args.target)
+            emit(args, {"would_remove": args.target, "dry_run": True},
+                 ["would remove Script_%s (nothing was changed)" % args.target])
+            return
         run_device(args, lambda device: device.unregister_script(args.target))
         emit(args, {"removed": args.target}, ["removed Script_%s" % args.target])
         return
@@ -55,11 +60,33 @@ def do_script(args):
     name = args.name or base
     parameters = [parse_parameter(p) for p in args.param or ()]
     limits = {"timeout_ms": args.timeout_ms} if args.timeout_ms else {}
+    if args.dry_run:
+        old = _registered(args, name, must=False)
+        if old is not None and not args.replace:
+            raise CommandError("a script %s is registered already" % name, EXIT_VALIDATION,
+                               hint="add --replace to replace it")
+        verb = "would replace" if old is not None else "would register"
+        emit(args, {"dry_run": True, "would_register": name, "replaces": old is not None,
+                    "tool": "Script_" + name},
+             ["%s %s (%s, %d bytes): tool Script_%s (nothing was changed)" % (
+                 verb, name, language, len(source.encode()), name)])
+        return
     run_device(args, lambda device: device.register_script(
         name, source, language, args.description or "", parameters,
         args.returns, limits, replace=args.replace))
     emit(args, {"registered": name, "tool": "Script_" + name},
          ["registered %s (%s): tool Script_%s" % (name, language, name)])
+
+
+def _registered(args, name, must=True):
+    """The device's listing of script `name`; None (or an error, if `must`) if it has none."""
+    for script in run_device(args, lambda device: device.scripts()):
+        if script["name"] == name:
+            return script
+    if must:
+        raise CommandError("the device has no script %s" % name, EXIT_VALIDATION,
+                           hint="jotunheim script list URL shows the registered ones")
+    return None
 
 
 def script_arguments(parser):
@@ -74,6 +101,8 @@ def script_arguments(parser):
     parser.add_argument("--returns", default="any", help="the type run() returns")
     parser.add_argument("--timeout-ms", type=int, default=0, help="a limit for each run")
     parser.add_argument("--replace", action="store_true", help="replace a script of that name")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="say what add or rm would do, change nothing")
 
 
 def do_children(args):

@@ -30,14 +30,16 @@ def _set(agent, settings, request):
     values = request["values"]
     try:
         new = settings.check(values, agent.profile(), agent.settings)
-        agent.settings_file.save(new)
         public = settings.public(new)
+        if not request["dry_run"]:
+            agent.settings_file.save(new)
     except configfile.ConfigError as e:
         return {"request_id": request["request_id"], "status": INVALID_ARGUMENT,
                 "message": str(e)}
     except OSError as e:
         return {"request_id": request["request_id"], "status": UNAVAILABLE,
                 "message": "settings.json cannot be written: %s" % e}
-    agent.apply_settings(new)
+    if not request["dry_run"]:
+        agent.apply_settings(new)
     return {"request_id": request["request_id"], "status": OK,
             "values": dict((key, public[key]) for key in values)}
