@@ -20,6 +20,7 @@ PREAMBLE = const(0x4A)
 _MAX_TYPE = const(0x3FFF)  # message types fit a two-byte varint
 _LENGTH_WIDTH = const(5)
 _TYPE_WIDTH = const(2)
+_GATHER = const(256)       # frames longer than this arrive as pieces, joined once
 
 
 def _varint_bytes(value):
@@ -63,12 +64,26 @@ def _read_varint(buf, pos, width):
 
 
 class FrameDecoder:
-    """Incremental stream-frame decoder; raises ProtocolError on a broken stream."""
+    """Incremental stream-frame decoder; raises ProtocolError on a broken stream.
+
+    RAM: a frame longer than _GATHER bytes is not grown byte by byte in one buffer (each
+    growth may copy it, and needs old and new at once); its pieces are kept as they
+    arrive and joined once when it is complete, and its payload is cut out of that with
+    one more copy. A board can take a frame of about a third of its free heap."""
 
     def __init__(self, max_frame=65536):
         self.max_frame = max_frame
         self._buf = bytearray()
+        self._parts = []    # the pieces of a long frame still arriving
+        self._have = 0      # bytes in _parts
+        self._need = 0      # bytes _parts must reach before parsing goes on
+        self._tail = bytearray()  # small pieces, frozen into _parts as they add up
         self._error = None
+
+    def _freeze(self):
+        if self._tail:
+            self._parts.append(bytes(self._tail))
+            self._tail = bytearray()
 
     def feed(self, data):
         """Add bytes; return the list of (type id, payload bytes) frames completed.
@@ -78,8 +93,25 @@ class FrameDecoder:
         """
         if self._error is not None:
             raise ProtocolError(self._error)
-        buf = self._buf
-        buf.extend(data)
+        if self._need:
+            tail = self._tail
+            if len(data) < _GATHER:  # small pieces go together first
+                tail.extend(data)
+            else:
+                self._freeze()
+                self._parts.append(data if type(data) is bytes else bytes(data))
+            if len(tail) >= _GATHER:
+                self._freeze()
+            self._have += len(data)
+            if self._have < self._need:
+                return []
+            self._freeze()
+            buf = b"".join(self._parts)
+            self._parts = []
+            self._have = self._need = 0
+        else:
+            buf = self._buf
+            buf.extend(data)
         frames = []
         pos = 0
         try:
@@ -99,8 +131,14 @@ class FrameDecoder:
                 if type_id == 0:
                     raise ProtocolError("frame with message type 0")
                 if len(buf) - at < length:
+                    if length > _GATHER:  # gather the rest in pieces
+                        self._parts = [bytes(buf[pos:])]
+                        self._have = len(buf) - pos
+                        self._need = at - pos + length
+                        self._buf = bytearray()
+                        return frames
                     break
-                frames.append((type_id, bytes(buf[at:at + length])))
+                frames.append((type_id, bytes(memoryview(buf)[at:at + length])))
                 pos = at + length
         except ProtocolError as e:
             self._error = str(e)
@@ -108,14 +146,14 @@ class FrameDecoder:
             if not frames:
                 raise
             return frames
-        if pos:
+        if pos or type(buf) is not bytearray:
             # MicroPython's bytearray has no slice deletion
-            self._buf = buf[pos:]
+            self._buf = bytearray(buf[pos:])
         return frames
 
     def pending(self):
         """Bytes held while waiting for the rest of a frame."""
-        return len(self._buf)
+        return len(self._buf) + self._have
 
 
 # ------------------------------------------------------------------ serial

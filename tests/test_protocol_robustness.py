@@ -151,6 +151,26 @@ def test_frame_length_is_checked_before_buffering():
     assert dec.pending() == 1004
 
 
+@pytest.mark.parametrize("piece", [1, 7, 100, 255, 256, 3000, 70000])
+def test_long_frames_arrive_in_any_pieces(piece):
+    """Long frames are gathered as pieces and joined once; the result is the same."""
+    rng = random.Random(piece)
+    payloads = [b"", bytes(rng.getrandbits(8) for _ in range(300)), b"\x01\x02",
+                bytes(rng.getrandbits(8) for _ in range(20000)), b"x" * 257]
+    stream = b"".join(protocol.frame(16 + i, p) for i, p in enumerate(payloads))
+    dec = protocol.FrameDecoder()
+    got = []
+    for at in range(0, len(stream), piece):
+        chunk = stream[at:at + piece]
+        got.extend(dec.feed(bytearray(chunk) if at % 2 else chunk))
+        held = len(stream) - at - len(chunk)
+        done = sum(len(protocol.frame(t, p)) for t, p in got)
+        assert dec.pending() == len(stream) - held - done
+    assert got == [(16 + i, p) for i, p in enumerate(payloads)]
+    assert all(type(p) is bytes for _, p in got)
+    assert dec.pending() == 0
+
+
 def test_broken_stream_stays_broken():
     dec = protocol.FrameDecoder()
     with pytest.raises(ProtocolError):
