@@ -80,6 +80,7 @@ class Control:
         self.real = RealTime()
         self.polled_us = 0
         self.seq = 0
+        self.cut_after = None  # fault injection: flash commits left before a power cut
 
     def send(self, message):
         view = memoryview(self.json.dumps(message).encode() + b"\n")
@@ -130,6 +131,11 @@ class Control:
         if "op" not in message:
             return  # an answer nobody waits for any more
         ident = message.get("id")
+        if message["op"] == "power_cut_after":  # the flash's fault, not the World's
+            self.cut_after = message["commits"]
+            if ident is not None:
+                self.send({"id": ident, "ok": None})
+            return
         try:
             result = self.setup.serve(message)
         except Exception as e:  # the request's fault (or an IRQ handler's): tell the host
@@ -158,6 +164,17 @@ class Control:
         leaves on this board); returns only if the runner is gone."""
         self.send({"reset": cause, "reason": reason, "sleep_us": sleep_us})
         self.wait_for_end()
+
+    def committed(self):
+        """The flash committed a change (fault injection): when a power cut is armed and
+        this was the last commit before it, have the runner kill the process now."""
+        if self.cut_after is None:
+            return
+        self.cut_after -= 1
+        if self.cut_after <= 0:
+            self.cut_after = None
+            self.send({"halt": "power cut after a flash commit (fault injection)"})
+            self.wait_for_end()
 
     def wait_for_end(self):
         """Block until the runner kills this process (or closes the socket: exit then)."""

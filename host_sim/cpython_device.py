@@ -31,6 +31,7 @@ import traceback
 
 _real = {}
 _root = [None]   # the host directory that is the device's "/"
+_committed = [None]  # called after each change reaches the flash (fault injection)
 _cwd = ["/"]     # the device's current directory
 DIR, FILE = 0x4000, 0x8000
 PENDING = ".~uncommitted"  # a file being written, renamed into place when it is closed
@@ -54,18 +55,27 @@ def host_path(path):
     return _root[0] + device_path(path).rstrip("/")
 
 
-def _confined(name):
+def _commit():
+    if _committed[0] is not None:
+        _committed[0]()
+
+
+def _confined(name, changes=False):
     real = getattr(os, name)
     _real[name] = real
 
     def call(path, *args, **kwargs):
-        return real(host_path(path), *args, **kwargs)
+        result = real(host_path(path), *args, **kwargs)
+        if changes:
+            _commit()
+        return result
     call.__name__ = name
     return call
 
 
 def _rename(src, dst):
     _real["rename"](host_path(src), host_path(dst))
+    _commit()
 
 
 def _listdir(path="."):
@@ -92,8 +102,11 @@ class _Uncommitted:
         if "x" in mode and os.path.lexists(host):
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST))
         if "w" not in mode and "x" not in mode:  # "a", "r+": start from what is there
-            if os.path.exists(host):
-                shutil.copyfile(host, host + PENDING)
+            if os.path.lexists(host):  # lstat: os.stat takes device paths once confined
+                # the real open: shutil's would be the confined one
+                with _real["open"](host, "rb") as fin:
+                    with _real["open"](host + PENDING, "wb") as fout:
+                        shutil.copyfileobj(fin, fout)
             elif "a" not in mode:
                 raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
         self._host = host
@@ -119,6 +132,7 @@ class _Uncommitted:
         if file is not None and not file.closed:
             file.close()
             _real["rename"](self._host + PENDING, self._host)
+            _commit()
 
 
 def _open(file, mode="r", *args, **kwargs):
@@ -129,15 +143,18 @@ def _open(file, mode="r", *args, **kwargs):
     return _real["open"](host_path(file), mode, *args, **kwargs)
 
 
-def confine(root):
-    """Make the host directory `root` the device's filesystem (see the module comment)."""
+def confine(root, committed=None):
+    """Make the host directory `root` the device's filesystem (see the module comment).
+    committed() is called after each change that reaches it (a file closed after
+    writing, a rename, a removal, a new or removed directory)."""
     _root[0] = os.path.realpath(root)
+    _committed[0] = committed
     for directory, _, names in os.walk(_root[0]):  # what a power cut left half-written
         for name in names:
             if name.endswith(PENDING):
                 os.remove(os.path.join(directory, name))
     for name in ("stat", "remove", "unlink", "mkdir", "rmdir", "statvfs"):
-        setattr(os, name, _confined(name))
+        setattr(os, name, _confined(name, name not in ("stat", "statvfs")))
     _real["listdir"], os.listdir = os.listdir, _listdir
     _real["rename"], os.rename = os.rename, _rename
     _real["chdir"], os.chdir = os.chdir, _chdir

@@ -58,7 +58,8 @@ def print_exception(exc):
 class FlashImage:
     """A block device over a flash image file, with littlefs's extended interface."""
 
-    def __init__(self, path):
+    def __init__(self, path, on_sync=None):
+        self.on_sync = on_sync  # called at each LittleFS sync: a change is committed
         self.file = open(path, "r+b")
         self.file.seek(0, 2)
         self.blocks = self.file.tell() // BLOCK_SIZE
@@ -84,6 +85,8 @@ class FlashImage:
         if op == 6:
             self.file.seek(arg * BLOCK_SIZE)
             self.file.write(self.erased)
+        if op == 3 and self.on_sync is not None:
+            self.on_sync()
         return 0
 
     def blank(self):
@@ -96,10 +99,10 @@ class FlashImage:
         return True
 
 
-def open_flash(path):
+def open_flash(path, on_sync=None):
     """The LittleFS on an image, formatted first if it never was."""
     import vfs
-    device = FlashImage(path)
+    device = FlashImage(path, on_sync)
     try:
         return vfs.VfsLfs2(device)
     except OSError:
@@ -227,12 +230,16 @@ def load_shims(config, world):
 def enter_flash(config, world):
     """Make the flash the device's filesystem and sys.path a board's."""
     import os
+    committed = None  # fault injection: a power cut after the Nth flash commit
+    if world.control is not None:
+        world.control.cut_after = config.get("cut_after_commits")
+        committed = world.control.committed
     if not MICROPYTHON:
         from host_sim import cpython_device
-        cpython_device.confine(config["flash"])
+        cpython_device.confine(config["flash"], committed)
         return
     import vfs
-    fs = open_flash(config["flash"])  # opened while the image is still reachable
+    fs = open_flash(config["flash"], committed)  # opened while the image is reachable
     world.romfs = read_romfs(config.get("romfs"))
     vfs.umount("/")
     vfs.mount(fs, "/")

@@ -72,6 +72,23 @@ class Flash:
             with open(os.path.join(base, path.lstrip("/")), "rb") as f:
                 return f.read()
 
+    def read_all(self):
+        """Every file on the flash: {device path: bytes} (one copy of the whole flash)."""
+        with tempfile.TemporaryDirectory() as copy:
+            if self.runtime == "micropython":
+                self.prepare()
+                self._op("get", copy)
+                base = copy
+            else:
+                base = self.path
+            files = {}
+            for folder, _, names in os.walk(base):
+                for name in names:
+                    host = os.path.join(folder, name)
+                    with open(host, "rb") as f:
+                        files["/" + os.path.relpath(host, base).replace(os.sep, "/")] = f.read()
+            return files
+
     def _op(self, op, host_dir):
         config = os.path.join(self.root, "flash-op.json")
         with open(config, "w") as f:

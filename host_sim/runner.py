@@ -134,6 +134,7 @@ class Device:
         self.exit_status = None   # how the last process ended (None while one runs)
         self.world = RemoteWorld(self)
         self._cause = None        # the reset cause of the last boot
+        self.cut_at_next_boot = None  # fault injection: power_cut_after(n, next_boot=True)
         self._process = None
         self._stopped = False
         self._lock = threading.RLock()
@@ -163,7 +164,8 @@ class Device:
 
     @property
     def running(self):
-        return self._process is not None
+        with self._lock:  # not while a power cut or a reboot is half done
+            return self._process is not None
 
     def describe(self):
         return {"name": self.name, "board": self.board.get("name"), "runtime": self.runtime,
@@ -205,6 +207,18 @@ class Device:
         """Kill the process at once; the flash keeps what was written."""
         with self._lock:
             self._kill()
+
+    def power_cut_after(self, commits, next_boot=False):
+        """Fault injection: cut the power right after the device's `commits`-th flash
+        commit from now (next_boot: from the next boot's mount on). A commit is a change
+        reaching the flash: a LittleFS sync on MicroPython (a file closed after writing,
+        a rename, a removal take one or two); on CPython a file closed after writing, a
+        rename, a removal or a directory made or removed. The process is killed there,
+        as power_cut() does; device.running turns False."""
+        if next_boot:
+            self.cut_at_next_boot = commits
+        else:
+            self.request("power_cut_after", commits=commits)
 
     def reset(self, wait=True):
         """A hard reset (the EN pin): kill, then boot with reset cause HARD_RESET."""
@@ -251,7 +265,9 @@ class Device:
                   "flash": self.flash, "reset_cause": cause, "run_main": run_main,
                   "network": self.network, "pace": self.pace, "world": world,
                   "boot": self.boots + 1, "control_port": self.control.port,
-                  "serial": self.serial.config()}
+                  "serial": self.serial.config(),
+                  "cut_after_commits": self.cut_at_next_boot}
+        self.cut_at_next_boot = None
         if self.runtime == "micropython":
             config["heap_bytes"] = WORD_FACTOR * self._board_int("heap_bytes")
             if os.path.exists(self.romfs_path):
@@ -454,6 +470,15 @@ class Device:
         self._require_off()
         try:
             return self._flash().read(path)
+        except FlashError as e:
+            raise SimError(str(e)) from None
+
+    def read_files(self):
+        """Every file on the flash, {device path: bytes}, read at once (the device must
+        be off): cheaper than read_file() for many files on a MicroPython device."""
+        self._require_off()
+        try:
+            return self._flash().read_all()
         except FlashError as e:
             raise SimError(str(e)) from None
 
