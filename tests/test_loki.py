@@ -171,7 +171,6 @@ def test_bad_registrations_are_refused_with_their_reason(make_device, runtime):
              "not 'lua'"),
             ({"source": "def run(ctx):\n    return 1\n" + "#" * 15000}, "RESOURCE_EXHAUSTED",
              "this device takes at most 14080"),
-            ({"streams": True}, "UNIMPLEMENTED", "streaming scripts"),
             ({"parameters": [{"name": "x", "type": 99}]}, "INVALID_ARGUMENT",
              "parameters[0].type: unknown value type 99"),
             ({"parameters": [param("x", "int", required=True, default=3)]}, "INVALID_ARGUMENT",

@@ -12,6 +12,12 @@
 # At most `calls.concurrency` calls run at once; up to `calls.queue` more wait, and past
 # that a call is refused with RESOURCE_EXHAUSTED. The deadline counts from receipt,
 # waiting included. Running out of memory fails the one call.
+#
+# System work comes first: user scripts (tools of kind SCRIPT) may hold all running slots
+# but one (when there are two or more), so a built-in tool always finds a slot free of
+# them, and a freed slot goes to the oldest waiting system call. User work is never
+# starved: after FAIR system calls in a row were started while a user call waited, the
+# oldest user call that fits goes next.
 import asyncio
 
 import protocol
@@ -28,6 +34,8 @@ INTERNAL = 13
 UNAVAILABLE = 14
 TOOL_RESULT = 17
 SEEN_KEYS = 32        # keys of forgotten results, for late retries
+USER = 3              # ToolKind TOOL_SCRIPT: user work
+FAIR = 2              # system calls started in a row while user work waits
 
 
 class _Call:
@@ -52,6 +60,7 @@ class Calls:
         # bytes of kept results: a share of the heap (1 KB on an ESP8266, 3.5 KB on an ESP32)
         self.budget = max(1024, agent.board.get("heap_bytes", 131072) // 32)
         self.executed = 0   # calls run (not answered from memory)
+        self.streak = 0     # system calls started in a row while user work waited
 
     # ------------------------------------------------------------ arrival
 
@@ -85,7 +94,7 @@ class Calls:
         settings = self.agent.settings
         wait = call["deadline_ms"] or int(settings["calls.deadline_s"] * 1000)
         item = _Call(key, tool, args, port.ticks_add(port.ticks_ms(), wait), session)
-        if len(self.running) < settings["calls.concurrency"]:
+        if self._fits(item):
             self._start(item)
         elif len(self.queue) < settings["calls.queue"]:
             self.queue.append(item)
@@ -177,9 +186,40 @@ class Calls:
             return UNAVAILABLE, None, "%s: %s" % (name, e)
         return INTERNAL, None, "%s: %s: %s" % (name, type(e).__name__, e)
 
+    def _fits(self, item):
+        """Whether item may start now (user calls leave one slot to system work)."""
+        most = self.agent.settings["calls.concurrency"]
+        if len(self.running) >= most:
+            return False
+        if item.tool.kind != USER:
+            return True
+        users = 0
+        for other in self.running.values():
+            if other.tool.kind == USER:
+                users += 1
+        return users < max(1, most - 1)
+
     def _next(self):
-        while self.queue and len(self.running) < self.agent.settings["calls.concurrency"]:
-            self._start(self.queue.pop(0))
+        while self.queue:
+            chosen = None
+            user = None
+            for item in self.queue:
+                if item.tool.kind == USER:
+                    if user is None and self._fits(item):
+                        user = item
+                elif chosen is None and self._fits(item):
+                    chosen = item
+            waiting = False
+            for item in self.queue:
+                if item.tool.kind == USER:
+                    waiting = True
+            if user is not None and (chosen is None or self.streak >= FAIR):
+                chosen = user
+            if chosen is None:
+                return
+            self.streak = self.streak + 1 if waiting and chosen is not user else 0
+            self.queue.remove(chosen)
+            self._start(chosen)
 
     def _finish(self, item, status, value, error):
         self.running.pop(item.key, None)
@@ -201,8 +241,17 @@ class Calls:
             payload = protocol.encode("ToolResult", {
                 "request_id": key[1], "status": RESOURCE_EXHAUSTED,
                 "error": "result of %d bytes exceeds the peer's frame limit" % len(payload)})
+        sent = False
+        if session is not None:
+            try:
+                sent = session.send_payload(TOOL_RESULT, payload)
+            except MemoryError:  # no room to frame it: say so rather than never answer
+                payload = protocol.encode("ToolResult", {
+                    "request_id": key[1], "status": RESOURCE_EXHAUSTED,
+                    "error": "no memory to send a result of %d bytes" % len(payload)})
+                sent = session.send_payload(TOOL_RESULT, payload)
         self._keep(key, payload)
-        if session is not None and session.send_payload(TOOL_RESULT, payload):
+        if sent:
             self._delivered(key)
 
     def _keep(self, key, payload):

@@ -69,9 +69,10 @@ def _checked(loki, fields):
                       "not starting with a digit" % MAX_NAME)
     language = fields["language"]
     _language(loki, language)
-    if fields["streams"]:
-        raise Refused(UNIMPLEMENTED, "streaming scripts (StreamScript_) are not supported "
-                      "by this firmware yet")
+    if fields["streams"] and (language != "python"
+                              or not loki.agent.features.get("streaming")):
+        raise Refused(UNIMPLEMENTED, "stream scripts (StreamScript_) need python and a "
+                      "firmware with streams")
     size = len(fields["source"].encode())
     if size > loki.max_source:
         raise Refused(RESOURCE_EXHAUSTED, "the source has %d bytes; this device takes at "
@@ -89,6 +90,8 @@ def _checked(loki, fields):
               "parameters": _parameters(fields["parameters"]),
               "returns": _returns(fields.get("returns")),
               "limits": _limits(loki, fields.get("limits") or {}, language)}
+    if fields["streams"]:
+        script["streams"] = True
     total, free = port.storage()
     if total and free < size + FLASH_MARGIN:
         raise Refused(RESOURCE_EXHAUSTED, "the flash has %d bytes free" % free)
@@ -234,7 +237,8 @@ def listing(loki, fields):
         meta = script.meta
         scripts.append({"name": name, "language": script.language,
                         "description": meta["description"], "size": _size(loki, script),
-                        "sha256": bytes.fromhex(meta["sha256"]), "tools": ["Script_" + name],
+                        "sha256": bytes.fromhex(meta["sha256"]), "tools": ["Script_" + name] + (
+                            ["StreamScript_" + name] if meta.get("streams") else []),
                         "limits": meta["limits"]})
     return {"request_id": fields["request_id"], "status": OK, "scripts": scripts}
 

@@ -27,6 +27,7 @@ import os
 from jotunheim import caps, port
 
 SCRIPT = 3              # ToolKind TOOL_SCRIPT
+STREAM_SCRIPT = 4       # ToolKind TOOL_STREAM_SCRIPT (jotunheim.streams runs them)
 RESOURCE_EXHAUSTED = 8
 INTERNAL = 13
 UNAVAILABLE = 14
@@ -117,8 +118,13 @@ class Loki:
         """Put the agent's other tools and one tool per script in force (a new revision)."""
         registry = self.agent.tools
         kept = [registry.by_id[i] for i in sorted(registry.by_id)
-                if registry.by_id[i].kind != SCRIPT]
-        registry.install(kept + [self._tool(self.scripts[n]) for n in sorted(self.scripts)])
+                if registry.by_id[i].kind not in (SCRIPT, STREAM_SCRIPT)]
+        tools = []
+        for name in sorted(self.scripts):
+            tools.append(self._tool(self.scripts[name]))
+            if self.scripts[name].meta.get("streams"):
+                tools.append(self._stream_tool(self.scripts[name]))
+        registry.install(kept + tools)
 
     def _tool(self, script):
         meta = script.meta
@@ -128,16 +134,26 @@ class Loki:
         return caps.Tool("Script_" + script.name, SCRIPT, meta["description"],
                          meta["parameters"], meta["returns"], run)
 
+    def _stream_tool(self, script):
+        def run(agent, **args):
+            return port.module("stream_script").tool_run(agent, script.name, args)
+        return caps.Tool("StreamScript_" + script.name, STREAM_SCRIPT,
+                         script.meta["description"], script.meta["parameters"],
+                         {"type": "int", "description": "the id of the stream it sends on"},
+                         run)
+
     # ------------------------------------------------------------ running
 
-    async def run(self, script, args):
-        """One call of a script, within its limits; what its run() returns."""
+    async def run(self, script, args, sink=None):
+        """One call of a script, within its limits; what its run() returns. sink: the
+        stream ctx.emit() sends on (a StreamScript_ run)."""
         await script.slot()
         try:
             timeout = script.limits.get("timeout_ms")
             if timeout:
-                return await asyncio.wait_for(self._execute(script, args), timeout / 1000)
-            return await self._execute(script, args)
+                return await asyncio.wait_for(self._execute(script, args, sink),
+                                              timeout / 1000)
+            return await self._execute(script, args, sink)
         except asyncio.TimeoutError:
             self.agent.log("script %s: stopped after its timeout of %d ms"
                            % (script.name, script.limits["timeout_ms"]), "warning")
@@ -148,7 +164,7 @@ class Loki:
         finally:
             script.release()
 
-    async def _execute(self, script, args):
+    async def _execute(self, script, args, sink=None):
         need = script.limits.get("memory_bytes")
         if need and port.mem_free is not None:
             gc.collect()
@@ -156,6 +172,7 @@ class Loki:
                 raise LimitError("it needs %d bytes of free heap, %d are free"
                                  % (need, port.mem_free()))
         ctx = self.ensure_children().context(script, args)
+        ctx.sink = sink
         if script.language == "lua":
             return await port.module("luascript").run(self, script, ctx, args)
         if script.namespace is None:
