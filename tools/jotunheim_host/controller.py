@@ -16,6 +16,10 @@ it to wake, and a dialing controller waits that long instead of backing off.
 
 The capability document is cached per device and dropped on CapabilityChanged, on
 reconnection (tool ids hold for one connection) and after `cache_ttl` seconds (1 hour).
+
+Streams (SPEC 1.11) live on one connection: `await device.open_stream("sensor", source=
+"adc:34")`, `await device.stream_script(NAME)`; a lost link ends them (StreamError
+UNAVAILABLE). jotunheim_host.streams has the Stream object and file transfers.
 """
 
 import asyncio
@@ -25,6 +29,7 @@ import time
 
 from jotunheim_host.session import (CALL_TIMEOUT, CallError, ConnectError,  # noqa: F401
                                     ControllerError, Session, key_bytes)
+from jotunheim_host.streams import StreamError, StreamTable  # noqa: F401
 from jotunheim_host.transport import TransportError, open_transport
 
 CACHE_TTL = 3600.0
@@ -106,6 +111,7 @@ class Device:
         self._connected = asyncio.Event()
         self._closing = False
         self._tasks = []
+        self.streams = StreamTable(self)   # streams on the current connection (SPEC 1.11)
 
     @property
     def id(self):
@@ -165,12 +171,21 @@ class Device:
                     break
         if self.session is session:
             self._connected.clear()
+        self.streams.session_lost(session, session.close_reason)
         goodbye = session.goodbye or {}
         if goodbye.get("sleep_ms"):
             self.asleep_until = time.monotonic() + goodbye["sleep_ms"] / 1000
         self.events.put_nowait(("disconnected", session.close_reason))
         if self.reconnect and not self._closing and self.session is session:
             self._tasks.append(asyncio.ensure_future(self._redial()))
+        elif not self.reconnect and self.session is session:
+            # nothing will resend them: the calls in flight fail now, not at their timeout
+            for fields, future in list(self._pending.values()):
+                if not future.done():
+                    future.set_exception(CallError(14, "the link to the device was lost "
+                                                   "(%s) before %s answered; it may have run"
+                                                   % (session.close_reason,
+                                                      fields.get("tool_name") or "the call")))
 
     async def _redial(self):
         attempt = 0
@@ -222,6 +237,8 @@ class Device:
 
     def _on_message(self, name, fields):
         if name == "Pong":
+            return
+        if name.startswith("Stream") and self.streams.on_message(self.session, name, fields):
             return
         if name == "CapabilityChanged":
             self._caps = None
@@ -371,6 +388,30 @@ class Device:
         if ack["status"] != 0:
             raise CallError(ack["status"], ack["message"])
         return ack
+
+    # ------------------------------------------------------------ streams
+
+    async def open_stream(self, kind, direction="out", source="", params=None, window=None,
+                          content_type="", timeout=CALL_TIMEOUT):
+        """Open a stream (kind "sensor", "log", "file", "raw", ... or a StreamKind number;
+        direction "out" from the device or "in" to it); a jotunheim_host.streams.Stream.
+        window: bytes buffered here at most (credit granted as they are read). CallError
+        when the device refuses it."""
+        return await self.streams.open(kind, direction, source, params, window,
+                                       content_type, timeout)
+
+    async def stream_script(self, name, *positional, **args):
+        """Call StreamScript_NAME: the device opens a raw stream that the script feeds
+        with ctx.emit(); that Stream."""
+        stream_id = await self.call("StreamScript_" + name, *positional, **args)
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            raise StreamError(14, "stream %s of StreamScript_%s is gone" % (stream_id, name))
+        return stream
+
+    async def next_stream(self, timeout=None):
+        """The next stream the device opened (StreamScript_ calls, ...)."""
+        return await asyncio.wait_for(self.streams.incoming.get(), timeout)
 
     async def ping(self, timeout=5.0):
         """Round trip in seconds."""

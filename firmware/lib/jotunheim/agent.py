@@ -46,7 +46,7 @@ ADDONS = ("loki", "streams", "ota")
 class Agent:
     def __init__(self, root=""):
         self.root = root
-        self.version = VERSION
+        self.version = port.module("ota").running_version(root, VERSION)  # the active image's
         self.started_ms = port.ticks_ms()
         self.boot_id = int.from_bytes(os.urandom(4), "big") or 1
         self.sessions = []
@@ -144,6 +144,8 @@ class Agent:
     def log(self, message, level="info"):
         print("[%d] %s: %s" % (port.ticks_diff(port.ticks_ms(), self.started_ms), level,
                                message))
+        if getattr(self, "log_tap", None) is not None:  # a log stream (jotunheim.streams)
+            self.log_tap(message, level)
         if LEVELS.index(level) < LEVELS.index(self.settings_level()):
             return
         record = {"time_ms": port.ticks_ms(), "level": LEVELS.index(level) + 1,
