@@ -9,7 +9,7 @@ import pytest
 
 from agent_support import free_port, run
 from host_sim.runner import SimError
-from jotunheim_host import bundle
+from jotunheim_host import bundle, ota
 from jotunheim_host.controller import Hub
 from jotunheim_host.deploy import DeployError, _check_mpy, deploy
 
@@ -51,8 +51,9 @@ def test_dry_run_lists_the_plan_and_changes_nothing(make_device, code):
     assert absent(device, "/main.py") and absent(device, "/lib/jotunheim/agent.mpy")
 
 
-def test_deployed_board_dials_the_hub_after_a_reset(make_device):
+def test_deployed_board_dials_the_hub_after_a_reset(make_device, tmp_path):
     device = started(make_device, {"/lib/jotunheim/agent.py": STALE_AGENT})  # would shadow
+    public = ota.keygen(str(tmp_path / "ota_key.pem"))["public"]
     seen = []
 
     async def scenario():
@@ -60,7 +61,7 @@ def test_deployed_board_dials_the_hub_after_a_reset(make_device):
         async with Hub() as hub:
             settings = {"agent.controller": "127.0.0.1:%d" % hub.port}
             report = await loop.run_in_executor(None, lambda: deploy(
-                device.url, "esp32", settings=settings,
+                device.url, "esp32", settings=settings, ota_key=public,
                 progress=lambda *args: seen.append(args)))
             total = len(report["written"])
             assert report["removed"] == ["/lib/jotunheim/agent.py"]
@@ -70,6 +71,12 @@ def test_deployed_board_dials_the_hub_after_a_reset(make_device):
             await loop.run_in_executor(None, device.reset)
             d = await hub.device(DEVICE_ID)
             assert await d.call("device_echo", value=["deployed", 1]) == ["deployed", 1]
+            # the deployed key: the board takes updates (and says how)
+            caps = await d.capabilities()
+            assert caps["features"]["ota_method"] == "ab-bundle"
+            status = await d.request("OtaStatusRequest", {})
+            assert status["status"] == 0
+            assert status["version"] == caps["device"]["firmware_version"]
     run(scenario())
 
 

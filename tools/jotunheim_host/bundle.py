@@ -64,11 +64,13 @@ def compile_files(files, mpy_cross="mpy-cross", march=None):
     return compiled
 
 
-def firmware_files(runtime, board, settings=None, tools=None, compiled=None):
+def firmware_files(runtime, board, settings=None, tools=None, compiled=None, ota_key=None):
     """Everything a device's flash needs: code, /board.json, /settings.json, /tools.json.
 
     board: a name from boards/ or a profile dict. settings: changes to the board's
-    defaults. compiled: .mpy code (default: for the micropython runtime only)."""
+    defaults. compiled: .mpy code (default: for the micropython runtime only). ota_key:
+    the owner's public update key (a file from `jotunheim ota keygen`, or its content),
+    written as /ota_keys.json: without one the device refuses every update."""
     if runtime not in ("micropython", "cpython"):
         raise BundleError("unknown runtime %r (known: micropython, cpython)" % (runtime,))
     profile = _board_profile(board)
@@ -87,6 +89,12 @@ def firmware_files(runtime, board, settings=None, tools=None, compiled=None):
                               % type(tools).__name__)
         check_tools(tools)
         files["/tools.json"] = _json(tools)
+    if ota_key is not None:
+        from jotunheim_host import ota
+        try:
+            files["/ota_keys.json"] = ota.device_key_file(ota_key, profile)
+        except ota.OtaError as e:
+            raise BundleError("ota_key: %s" % e.message) from None
     return files
 
 

@@ -11,11 +11,15 @@ Commands:
   log       follow a device's log
   script    register, list or remove a device's scripts (each is tool Script_NAME)
   children  show Fenrir (hardware), Jormungandr (network) and Hel (data)
+  follow    print a stream: sensor samples, log lines, a stream script's bytes
+  save      save a device file or a stream to a local file
+  send      send a local file to the device's storage
   ping      measure round trips to a device
   hub       accept devices that dial in and show them
   deploy    put the firmware on a board with mpremote (compile, copy, verify)
   flash     put MicroPython itself on a board (esptool; the Pico W's UF2 copy)
   provision give a board its id, key, Wi-Fi and controller; or a token for a phone (QR, NFC)
+  ota       over-the-air updates: signing keys, signed builds, push, status, rollback
   dump      pretty-print the frames in a capture of stream or serial bytes
 
 Devices are named by URL: tcp://HOST:PORT, serial:///dev/ttyUSB0?baud=115200. Output that
@@ -41,8 +45,8 @@ import sys
 import tempfile
 import time
 
-from . import (device_verbs, discovery, flash, frames, maker_verbs, provision,
-               script_verbs)
+from . import (device_verbs, discovery, flash, frames, maker_verbs, ota_verbs, provision,
+               script_verbs, stream_verbs)
 from .errors import (EXIT_INTERRUPTED, EXIT_MISSING, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE,
                      EXIT_VALIDATION, CommandError)
 
@@ -391,6 +395,8 @@ COMMANDS.update(script_verbs.VERBS)
 COMMANDS.update(maker_verbs.VERBS)
 COMMANDS.update(flash.VERBS)
 COMMANDS.update(provision.VERBS)
+COMMANDS.update(stream_verbs.VERBS)
+COMMANDS.update(ota_verbs.VERBS)
 COMMANDS["dump"] = (do_dump, dump_arguments, "pretty-print the frames in a capture",
                     "jotunheim dump --serial capture.bin")
 

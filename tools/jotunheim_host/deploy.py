@@ -47,7 +47,7 @@ from jotunheim_host import bundle
 
 RUNTIME = "micropython"
 SETTINGS = "/settings.json"
-ROOT_FILES = ("/boot.py", "/main.py", "/board.json", SETTINGS, "/tools.json")
+ROOT_FILES = ("/boot.py", "/main.py", "/board.json", SETTINGS, "/tools.json", "/ota_keys.json")
 MAX_SETTINGS = 32768  # the firmware's configfile.MAX_BYTES: larger files are refused
 # sys.implementation._mpy >> 10 is the board's native architecture (py/persistentcode.h)
 ARCHES = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
@@ -137,19 +137,22 @@ class DeployError(Exception):
 
 
 def deploy(url, board, settings=None, tools=None, dry_run=False, progress=None,
-           mpremote="mpremote", mpy_cross="mpy-cross"):
+           mpremote="mpremote", mpy_cross="mpy-cross", ota_key=None):
     """Put the firmware for `board` (a name from boards/ or a profile) on the board at
     `url`. dry_run: only read the board and return the plan. progress(done, total, path)
     is called as each file has been written. The report: board, micropython (version),
     mpy (bytecode version), written [(path, size)], removed, unchanged, verified (files
-    whose hash matched), dry_run, bytes (written), warnings."""
+    whose hash matched), dry_run, bytes (written), warnings. ota_key: the owner's public
+    update key (`jotunheim ota keygen`), written as /ota_keys.json so that the board takes
+    signed updates."""
     programs = {name: shutil.which(name) for name in (mpremote, mpy_cross)}
     absent = [name for name, path in programs.items() if path is None]
     if absent:
         raise DeployError("%s not found" % " and ".join(absent), INSTALL_HINT, "missing")
     mpremote, mpy_cross = programs[mpremote], programs[mpy_cross]
     try:  # checks the settings and tools before the board is touched
-        files = bundle.firmware_files(RUNTIME, board, settings, tools, compiled=False)
+        files = bundle.firmware_files(RUNTIME, board, settings, tools, compiled=False,
+                                      ota_key=ota_key)
     except bundle.BundleError as e:
         raise DeployError(str(e), kind="validation") from None
     name = board.get("name") if isinstance(board, dict) else board

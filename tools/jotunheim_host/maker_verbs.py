@@ -54,7 +54,7 @@ def do_deploy(args):
     tools = read_json_file(args.tools, "tools") if args.tools else None
     try:
         report = deploy(args.url, args.board, settings=settings, tools=tools,
-                        dry_run=args.dry_run, progress=progress_bar())
+                        dry_run=args.dry_run, progress=progress_bar(), ota_key=args.ota_key)
     except DeployError as e:
         raise CommandError(e.message, KINDS.get(e.kind, EXIT_RUNTIME), hint=e.hint) from None
     if args.reset and not args.dry_run:
@@ -91,6 +91,9 @@ def deploy_arguments(parser):
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="a setting (repeat for several), over --settings")
     parser.add_argument("--tools", default=None, help="tools.json to install")
+    parser.add_argument("--ota-key", default=None, metavar="FILE",
+                        help="the public update key (ota_key.pub.json from jotunheim ota "
+                             "keygen): the board then takes updates signed with it")
     parser.add_argument("--dry-run", action="store_true",
                         help="show what would be written and removed; change nothing")
     parser.add_argument("--reset", action="store_true", help="reset the board afterwards")
