@@ -76,6 +76,15 @@ def test_concurrency_queue_deadline_and_cancel(make_device, runtime):
         assert e.value.status_name == "CANCELLED"
         assert await d.call("total") == 5           # every call ran exactly once
         assert await d.call("bump") == 6            # and the device is free again
+
+        # the link goes while a call runs: a controller that will not dial again says so
+        # at once (the timeout is far longer than this test may take)
+        slow = d.submit("bump", ms=60000, timeout=3600)
+        await asyncio.sleep(0.3)
+        device.power_cut()
+        with pytest.raises(CallError) as e:
+            await slow.result()
+        assert e.value.status_name == "UNAVAILABLE" and "may have run" in e.value.message
         await d.close()
     run(scenario())
 

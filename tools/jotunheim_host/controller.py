@@ -178,8 +178,9 @@ class Device:
         self.events.put_nowait(("disconnected", session.close_reason))
         if self.reconnect and not self._closing and self.session is session:
             self._tasks.append(asyncio.ensure_future(self._redial()))
-        elif not self.reconnect and self.session is session:
-            # nothing will resend them: the calls in flight fail now, not at their timeout
+        elif self.url is not None and not self.reconnect and self.session is session:
+            # a device we dialed and will not dial again (a hub's devices dial back in):
+            # nothing will resend the calls in flight, so they fail now, not at timeout
             for fields, future in list(self._pending.values()):
                 if not future.done():
                     future.set_exception(CallError(14, "the link to the device was lost "
