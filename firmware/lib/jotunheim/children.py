@@ -37,9 +37,7 @@ class Child:
         try:
             value = function(*args)
         except Exception as e:
-            self.errors += 1
-            self.failing = True
-            self.last_error = "%s: %s" % (type(e).__name__, e)
+            self._failed(e)
             raise
         finally:
             self.running -= 1
@@ -52,14 +50,17 @@ class Child:
         try:
             value = await coroutine
         except Exception as e:
-            self.errors += 1
-            self.failing = True
-            self.last_error = "%s: %s" % (type(e).__name__, e)
+            self._failed(e)
             raise
         finally:
             self.running -= 1
         self.failing = False
         return value
+
+    def _failed(self, e):
+        self.errors += 1
+        self.failing = True
+        self.last_error = "%s: %s" % (type(e).__name__, e)
 
     def status(self, state=None, storage_bytes=0, memory_bytes=0):
         if state is None:

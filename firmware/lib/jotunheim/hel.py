@@ -62,7 +62,11 @@ def read_file(hel, name, default):
 
 
 def remove_file(hel, name):
-    path = hel.path("files/", name, "")
+    return _remove(hel, hel.path("files/", name, ""))
+
+
+def _remove(hel, path):
+    """Remove a file of the store, giving its bytes back to the quota; False if none."""
     old = size(path)
     if old:
         os.remove(path)
@@ -153,13 +157,7 @@ def series_names(hel):
 
 
 def drop_series(hel, series):
-    path = hel.path("series/", series, ".ts")
-    old = size(path)
-    if old:
-        os.remove(path)
-        hel.used -= old
-        return True
-    return False
+    return _remove(hel, hel.path("series/", series, ".ts"))
 
 
 # ------------------------------------------------------------------ cache
