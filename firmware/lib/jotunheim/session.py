@@ -46,6 +46,7 @@ class Session:
         self.ping_seq = 0
         self._outbox = []
         self._wake = asyncio.Event()
+        self._drained = asyncio.Event()   # set whenever the outbox has been written out
         self._done = asyncio.Event()
 
     @property
@@ -74,6 +75,7 @@ class Session:
             self.end_reason = reason
             self.agent.log("session ended: %s" % reason)
         self._done.set()
+        self._drained.set()
 
     def goodbye(self, status, reason, sleep_ms=0):
         self.send("Goodbye", {"status": status, "reason": reason, "sleep_ms": sleep_ms})
@@ -92,8 +94,25 @@ class Session:
         return True
 
     def _send(self, type_id, payload):
-        self._outbox.append(self.link.frame(type_id, payload))
+        self.send_frame(self.link.frame(type_id, payload))
+
+    def send_frame(self, data):
+        """Queue a frame already built for this link; False once the session has ended."""
+        if self.end_reason is not None:
+            return False
+        self._outbox.append(data)
         self._wake.set()
+        return True
+
+    def queued(self):
+        """Frames waiting to be written."""
+        return len(self._outbox)
+
+    async def drained(self):
+        """Wait until every queued frame has been written (or the session has ended)."""
+        while self._outbox and self.end_reason is None:
+            self._drained.clear()
+            await self._drained.wait()
 
     async def _transmit(self):
         try:
@@ -111,6 +130,7 @@ class Session:
                 data = self._outbox.pop(0)
                 await self.link.write(data)
                 self.last_tx = port.ticks_ms()
+            self._drained.set()
         except OSError as e:
             self._outbox = []
             self.end("send failed: %s" % e)

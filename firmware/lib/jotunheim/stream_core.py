@@ -126,10 +126,10 @@ class Stream:
         while True:
             if self.status is not None:
                 raise Ended("stream %d ended" % self.id)
-            if self.window > 0 and self.chunks != 0 and len(self.session._outbox) < BACKLOG:
+            if self.window > 0 and self.chunks != 0 and self.session.queued() < BACKLOG:
                 return min(wanted, self.window, self.max_chunk)
             if self.window > 0 and self.chunks != 0:
-                await port.sleep_ms(1)   # the link is busy: let the outbox drain
+                await self.session.drained()   # the link is busy: its outbox first
             else:
                 self._wake.clear()
                 await self._wake.wait()
@@ -168,9 +168,8 @@ class Stream:
         message[len(head) + len(data):] = tail
         if not tcp:
             session.send_payload(STREAM_DATA, message)
-        elif session.end_reason is None:
-            session._outbox.append(message)   # a complete frame (Session._send's part)
-            session._wake.set()
+        else:
+            session.send_frame(message)
         self.seq += 1
         self.sent += len(data)
         self.window -= len(data)
