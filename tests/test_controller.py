@@ -100,3 +100,29 @@ def test_a_silent_device_is_dropped_and_urls_are_checked():
             await connect("tcp://127.0.0.1:%d" % free_port())
         assert Device().id is None
     run(scenario())
+
+
+def test_messages_right_after_the_handshake_reach_the_events():
+    """A device may speak before the controller library has attached the session (a log
+    record, a capability change after an update): nothing of it is lost."""
+    async def eager_device(reader, writer):
+        writer.write(protocol.encode_frame("Hello", {
+            "version_min": 1, "version_max": 1, "role": 1, "device_id": "eager",
+            "boot_id": 1}) + b"".join(protocol.encode_frame("LogRecord", {
+                "level": 2, "source": "agent", "message": "line %d" % i}) for i in range(3))
+            + protocol.encode_frame("CapabilityChanged", {"revision": 2, "reason": "new"}))
+        await writer.drain()
+        await reader.read(1 << 16)
+        await asyncio.sleep(30)
+
+    async def scenario():
+        server = await asyncio.start_server(eager_device, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        d = await connect("tcp://127.0.0.1:%d" % port, reconnect=False)
+        assert (await d.next_event())[0] == "connected"
+        logs = [(await d.next_event("LogRecord", timeout=5))[1]["message"] for _ in range(3)]
+        assert logs == ["line 0", "line 1", "line 2"]
+        assert (await d.next_event("CapabilityChanged", timeout=5))[1]["reason"] == "new"
+        await d.close()
+        server.close()
+    run(scenario())

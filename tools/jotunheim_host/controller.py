@@ -140,13 +140,13 @@ class Device:
             self._sent.clear()
         self.session = session
         self.hello = session.hello
-        session.on_message = self._on_message
         self.connections += 1
         self.asleep_until = None
         self._caps_session = None  # tool ids hold for one connection
         self._connected.set()
         self.events.put_nowait(("connected", session.hello))
         self._tasks.append(asyncio.ensure_future(self._watch(session)))
+        session.listen(self._on_message)   # what came in since the handshake, then on
         for request_id, (fields, future) in list(self._pending.items()):
             if not future.done():
                 self._send_call(session, fields, future)

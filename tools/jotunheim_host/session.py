@@ -23,6 +23,9 @@ _ANSWERS = {"Capabilities", "ToolResult", "SettingsResult", "Ack", "ScriptListRe
             "ChildrenStatus", "OtaStatus"}
 
 
+EARLY_KEPT = 64   # messages kept for the listener that a session does not have yet
+
+
 class ControllerError(Exception):
     """Something between the controller and a device failed."""
 
@@ -64,6 +67,7 @@ class Session:
         self.name = name
         self.max_frame = max_frame
         self.on_message = on_message    # function(name, fields) for what isn't an answer
+        self._early = []                # such messages before anyone listened (listen())
         self.hello = None               # the device's Hello
         self.version = None
         self.closed = asyncio.Event()
@@ -136,6 +140,16 @@ class Session:
                 self._fail_by_type(fields)
         if self.on_message is not None:
             self.on_message(name, fields)
+        elif len(self._early) < EARLY_KEPT:
+            self._early.append((name, fields))
+
+    def listen(self, on_message):
+        """Deliver what is not an answer to on_message(name, fields), starting with what
+        arrived after the handshake and before this call (events, log records, ...)."""
+        self.on_message = on_message
+        early, self._early = self._early, []
+        for name, fields in early:
+            on_message(name, fields)
 
     def _fail_by_type(self, error):
         """An Error without a request id that names a request type fails those requests."""
