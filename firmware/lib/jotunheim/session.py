@@ -94,7 +94,10 @@ class Session:
         return True
 
     def _send(self, type_id, payload):
-        self.send_frame(self.link.frame(type_id, payload))
+        # queued even as the session ends: its last words (Goodbye, the log line saying
+        # why) go out when run() flushes the outbox
+        self._outbox.append(self.link.frame(type_id, payload))
+        self._wake.set()
 
     def send_frame(self, data):
         """Queue a frame already built for this link; False once the session has ended."""
