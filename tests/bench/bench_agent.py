@@ -46,14 +46,9 @@ import sys
 import tempfile
 import time
 
-from results import write_report  # tests/bench, this script's directory
+from results import ROOT, import_paths, write_report  # this script's directory
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.dirname(HERE)
-ROOT = os.path.dirname(TESTS)
-for path in (ROOT, os.path.join(ROOT, "tools"), TESTS, HERE):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+import_paths()
 
 import grpc_peer  # noqa: E402
 import protocol  # noqa: E402

@@ -37,14 +37,9 @@ import tempfile
 import threading
 import time
 
-from results import write_report  # tests/bench, this script's directory
+from results import ROOT, import_paths, write_report  # this script's directory
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTS = os.path.dirname(HERE)
-ROOT = os.path.dirname(TESTS)
-for path in (ROOT, os.path.join(ROOT, "tools"), TESTS, HERE):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+import_paths()
 
 from agent_support import console_lines, free_port  # noqa: E402
 from host_sim import runner  # noqa: E402
