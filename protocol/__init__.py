@@ -1,16 +1,16 @@
 # Jotunheim protocol: the sans-IO codec shared by devices and controllers.
 #
 # encode/decode turn dicts into canonical protobuf and back; frame/serial_frame wrap an
-# encoded message for a byte stream; FrameDecoder/SerialDecoder turn any chunking of bytes
-# back into (type id, payload) frames; decode_payload names and decodes a frame's payload.
+# encoded message for a byte stream or a UART; FrameDecoder/SerialDecoder turn any
+# chunking of bytes back into (type id, payload) frames; decode_payload names and decodes
+# a frame's payload.
 # SPEC.md is the byte-level contract.
-from .codec import Limits, DEFAULT_LIMITS, message_index, fields_of
+from .codec import Limits, DEFAULT_LIMITS, message_index, fields_of  # noqa: F401 (API)
 from .decoder import decode
 from .encoder import encode
 from .errors import ProtocolError, UnknownMessageType
-from .framing import PREAMBLE, FrameDecoder, SerialDecoder, frame, serial_frame
+from .framing import PREAMBLE, FrameDecoder, frame  # noqa: F401 (API)
 from . import schema
-from ._compat import inflate
 
 COMPRESSED = 14  # the Compressed message's frame type
 
@@ -46,39 +46,8 @@ def decode_payload(type_id, payload, limits=DEFAULT_LIMITS):
     fields = decode(name, payload, limits)
     if type_id != COMPRESSED:
         return name, fields
-    inner = message_name(fields["message_type"])
-    if inner is None:
-        raise UnknownMessageType(fields["message_type"])
-    if fields["message_type"] == COMPRESSED or fields["encoding"] != "zlib":
-        raise ProtocolError("unsupported compression %r of %s" % (fields["encoding"], inner))
-    if fields["size"] + len(fields["tail"]) > limits.max_frame:
-        raise ProtocolError("inflated %s of %d bytes exceeds %d" % (
-            inner, fields["size"] + len(fields["tail"]), limits.max_frame))
-    data = fields["data"]
-    # the zlib header names the window the inflater will allocate: refuse one too large
-    if len(data) < 2 or data[0] & 0x0F != 8 or (data[0] >> 4) + 8 > limits.max_window_bits:
-        raise ProtocolError("compressed %s: bad zlib header or window over 2**%d bytes" % (
-            inner, limits.max_window_bits))
-    try:
-        body = inflate(data, fields["size"])
-    except ValueError as e:
-        raise ProtocolError("compressed %s: %s" % (inner, e))
-    return inner, decode(inner, body + fields["tail"], limits)
-
-
-def compress(type_name, fields, tail=b"", level=9, window_bits=10):
-    """Encode a message as a Compressed message (host side: needs zlib); returns bytes.
-
-    `tail` is encoded protobuf of the same type appended after inflating (see the .proto).
-    The receiver's inflater allocates the window named in the zlib header: 2**10 bytes by
-    default, which a board can spare (the usual 32 KiB would not fit an ESP8266).
-    """
-    import zlib
-    payload = encode(type_name, fields)
-    deflater = zlib.compressobj(level, zlib.DEFLATED, window_bits)
-    data = deflater.compress(payload) + deflater.flush()
-    return encode("Compressed", {"message_type": message_type(type_name), "encoding": "zlib",
-                                 "size": len(payload), "data": data, "tail": tail})
+    from .compressed import unwrap
+    return unwrap(fields, limits)
 
 
 def encode_frame(type_name, fields):
@@ -88,6 +57,7 @@ def encode_frame(type_name, fields):
 
 def encode_serial_frame(type_name, fields):
     """Encode a message and wrap it in a serial (COBS + CRC) frame."""
+    from .serial import serial_frame
     return serial_frame(message_type(type_name), encode(type_name, fields))
 
 
@@ -114,3 +84,18 @@ def enum_name(enum, number):
         if values[i] == number:
             return values[i - 1]
     return None
+
+
+# What only some sides need is loaded when first used: serial framing (protocol.serial)
+# and compression (protocol.compressed). A board on TCP never spends RAM on them.
+_LAZY = {"SerialDecoder": "serial", "serial_frame": "serial", "cobs_encode": "serial",
+         "cobs_decode": "serial", "compress": "compressed", "inflate": "compressed"}
+
+
+def __getattr__(name):
+    # MicroPython also asks here for a submodule not imported yet (`from . import enums`)
+    try:
+        module = __import__("protocol." + _LAZY.get(name, name), None, None, (name,))
+    except ImportError:
+        raise AttributeError(name)
+    return module if name not in _LAZY else getattr(module, name)

@@ -2,8 +2,6 @@
 #
 # MicroPython accepts overlong and surrogate UTF-8 sequences that CPython (and Google's
 # protobuf) reject, so on MicroPython decoded text is checked by a strict validator.
-# ESP8266 builds lack binascii.crc32, so a bitwise fallback stands in. Inflating uses zlib
-# on CPython and the deflate module on MicroPython (absent on some boards).
 import sys
 
 MICROPYTHON = sys.implementation.name == "micropython"
@@ -13,21 +11,6 @@ if MICROPYTHON:
 else:
     def const(value):
         return value
-
-try:
-    from binascii import crc32
-except ImportError:  # ESP8266
-    crc32 = None
-
-if crc32 is None:
-    def crc32(data, crc=0):
-        """CRC-32 (IEEE 802.3, as zlib) without a table: slow, but tiny."""
-        crc ^= 0xFFFFFFFF
-        for byte in data:
-            crc ^= byte
-            for _ in range(8):
-                crc = (crc >> 1) ^ (0xEDB88320 & -(crc & 1))
-        return crc ^ 0xFFFFFFFF
 
 
 def _strict_utf8(data):
@@ -70,30 +53,3 @@ def decode_utf8(data):
         raise UnicodeError("invalid UTF-8")
     return text
 
-
-def inflate(data, size):
-    """Inflate zlib data that must come to exactly `size` bytes; ValueError otherwise."""
-    if MICROPYTHON:
-        import io
-        try:
-            import deflate
-        except ImportError:
-            raise ValueError("this board cannot inflate")
-        try:
-            out = deflate.DeflateIO(io.BytesIO(data), deflate.ZLIB).read(size + 1)
-        except OSError as e:
-            raise ValueError("bad zlib data: %s" % (e,))
-        except MemoryError:
-            raise ValueError("not enough memory to inflate")
-        if out is None or len(out) != size:
-            raise ValueError("inflated size differs from the declared size")
-        return out
-    import zlib
-    inflater = zlib.decompressobj()
-    try:
-        out = inflater.decompress(bytes(data), size + 1)
-    except zlib.error as e:
-        raise ValueError("bad zlib data: %s" % (e,))
-    if len(out) != size or not inflater.eof:
-        raise ValueError("inflated size differs from the declared size")
-    return out

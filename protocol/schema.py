@@ -4,9 +4,9 @@
 # a map, 255 for none), oneof group (0 for none), index into FIELD_NAMES.
 # MESSAGE_TABLE: four bytes a message: frame type, first field (16-bit LE), count.
 
-# Names are list literals, not tuples: MicroPython then keeps them as interned
-# qstrs instead of allocating a str object for each.
-MESSAGE_NAMES = [
+# Names are tuples: constants, which frozen code keeps in ROM and an .mpy file
+# builds in less heap than a list (measured on MicroPython 1.29).
+MESSAGE_NAMES = (
     'Value', 'ListValue', 'MapValue', 'Hello', 'AuthChallenge', 'AuthResponse',
     'AuthResult', 'CapabilitiesRequest', 'CapabilityChanged', 'Ping', 'Pong', 'Error',
     'Ack', 'Goodbye', 'Compressed', 'LogRecord', 'Parameter', 'Returns', 'Tool',
@@ -17,7 +17,7 @@ MESSAGE_NAMES = [
     'StreamData', 'StreamCredit', 'StreamClose', 'OtaManifest', 'OtaBegin', 'OtaChunk',
     'OtaCommit', 'OtaAbort', 'OtaStatusRequest', 'OtaStatus', 'OtaRollback',
     'SettingsGet', 'SettingsSet', 'SettingsResult',
-]
+)
 
 MESSAGE_TABLE = (
     b'\x00\x00\x00\x08\x00\x08\x00\x01\x00\x09\x00\x01\x01\x0a\x00\x0a'
@@ -121,7 +121,7 @@ FIELDS = (
     b'\x03\x10\x03\x00\x00\x08\x04\x0e\x00\xff\x00\x19'
 )
 
-FIELD_NAMES = [
+FIELD_NAMES = (
     'null_value', 'bool_value', 'int_value', 'float_value', 'string_value',
     'bytes_value', 'list_value', 'map_value', 'values', 'entries', 'version_min',
     'version_max', 'role', 'device_id', 'name', 'device_type', 'firmware_version',
@@ -142,6 +142,6 @@ FIELD_NAMES = [
     'content_type', 'params', 'credit', 'offset', 'timestamp_us', 'bytes', 'chunks',
     'total_bytes', 'version', 'counter', 'manifest', 'signature', 'key_id', 'reboot',
     'pending_version', 'failed_boots', 'keys', 'dry_run',
-]
+)
 
 MAPS = ((14, 17, -1),)

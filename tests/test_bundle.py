@@ -119,9 +119,9 @@ def test_firmware_files_complete_and_check_the_settings():
     tools = {"tools": []}
     files = bundle.firmware_files("micropython", "esp32", settings={"wifi.ssid": "greenhouse"},
                                   tools=tools)
-    from jotunheim import caps
+    from jotunheim import profile as profile_module
     device_profile = json.loads(files["/board.json"])   # what the device needs of it
-    assert device_profile == caps.device_profile(profile)
+    assert device_profile == profile_module.device_profile(profile)
     assert device_profile["hardware"]["gpio"]["input_only"] == [34, 35, 36, 37, 38, 39]
     assert "errors" not in device_profile and "pins" not in device_profile
     assert settings.defaults(device_profile) == settings.defaults(profile)

@@ -20,7 +20,7 @@ for path in (ROOT, HERE):
         sys.path.insert(0, path)
 
 import protocol  # noqa: E402  (before fuzz_protocol, so this process runs it uninstrumented)
-from protocol.framing import cobs_encode  # noqa: E402
+from protocol.serial import cobs_encode  # noqa: E402
 from fuzz_protocol import LIMITS, SERIAL, STREAM, TARGETS, target_input  # noqa: E402
 
 GOLDEN = os.path.join(ROOT, "tests", "vectors", "golden.json")

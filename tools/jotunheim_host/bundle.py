@@ -19,14 +19,29 @@ PROTOCOL = os.path.join(ROOT, "protocol")
 FIRMWARE = os.path.join(ROOT, "firmware")
 FIRMWARE_LIB = os.path.join(FIRMWARE, "lib")
 ROOT_FILES = ("boot.py", "main.py")  # stay .py: the device runs them as source
+# The agent's add-ons (jotunheim.agent.ADDONS) and the modules each one brings. A board
+# profile's "addons" lists those deployed to it (all when absent): a small board gets the
+# core agent only, and the modules of an add-on it lacks are not on its flash at all.
+ADDON_MODULES = {
+    "loki": ("loki", "loki_admin", "loki_scripts", "luascript", "children", "fenrir", "hel",
+             "http", "mqtt"),
+    "streams": ("streams", "stream_core", "stream_delta", "stream_file", "stream_log",
+                "stream_script", "stream_sensor"),
+    "ota": ("ota", "ota_update"),
+}
 
 
 class BundleError(Exception):
     """The bundle could not be built: a compiler or a setting said no."""
 
 
-def source_files():
-    """The device code as .py: {device path: bytes}."""
+def source_files(addons=None):
+    """The device code as .py: {device path: bytes}. addons: the add-ons to include
+    (ADDON_MODULES keys; None: all of them)."""
+    left_out = set()
+    for addon, modules in ADDON_MODULES.items():
+        if addons is not None and addon not in addons:
+            left_out.update("%s.py" % name for name in modules)
     files = {}
     for name in sorted(os.listdir(PROTOCOL)):
         if name.endswith(".py"):
@@ -36,7 +51,7 @@ def source_files():
         subdirs[:] = sorted(d for d in subdirs if d != "__pycache__")
         relative = os.path.relpath(directory, FIRMWARE_LIB).replace(os.sep, "/")
         for name in sorted(names):
-            if name.endswith(".py"):
+            if name.endswith(".py") and not (relative == "jotunheim" and name in left_out):
                 files["/lib/%s/%s" % (relative, name)] = _read(os.path.join(directory, name))
     for name in ROOT_FILES:
         path = os.path.join(FIRMWARE, name)
@@ -74,12 +89,20 @@ def firmware_files(runtime, board, settings=None, tools=None, compiled=None, ota
     if runtime not in ("micropython", "cpython"):
         raise BundleError("unknown runtime %r (known: micropython, cpython)" % (runtime,))
     profile = _board_profile(board)
-    files = source_files()
+    addons = profile.get("addons")
+    unknown = sorted(set(addons or ()) - set(ADDON_MODULES))
+    if unknown:
+        raise BundleError("board %s: unknown add-ons %s (known: %s)" % (
+            profile.get("name"), ", ".join(unknown), ", ".join(sorted(ADDON_MODULES))))
+    if ota_key is not None and addons is not None and "ota" not in addons:
+        raise BundleError("board %s has no updates (its profile's addons leave out ota)"
+                          % profile.get("name"))
+    files = source_files(addons)
     if compiled is None:
         compiled = runtime == "micropython"
     if compiled:
         files = compile_files(files)
-    device_profile = _device_module("jotunheim.caps").device_profile(profile)
+    device_profile = _device_module("jotunheim.profile").device_profile(profile)
     files["/board.json"] = json.dumps(device_profile, sort_keys=True,
                                       separators=(",", ":")).encode()
     files["/settings.json"] = _json(complete_settings(profile, settings))

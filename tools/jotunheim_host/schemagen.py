@@ -147,8 +147,8 @@ def render(messages, enums):
         "# a map, 255 for none), oneof group (0 for none), index into FIELD_NAMES.",
         "# MESSAGE_TABLE: four bytes a message: frame type, first field (16-bit LE), count.",
         "",
-        "# Names are list literals, not tuples: MicroPython then keeps them as interned",
-        "# qstrs instead of allocating a str object for each.",
+        "# Names are tuples: constants, which frozen code keeps in ROM and an .mpy file",
+        "# builds in less heap than a list (measured on MicroPython 1.29).",
         "MESSAGE_NAMES = %s" % _wrap(tuple(m[0] for m in messages)),
         "",
         "MESSAGE_TABLE = %s" % _wrap_bytes(bytes(table)),
@@ -162,21 +162,21 @@ def render(messages, enums):
     ]
     enum_out = [
         "# Generated from jotunheim.proto by tools/jotunheim_host/schemagen.py. Do not edit.",
-        "# Enum value names, and constants for message types and status codes. Lists, not",
-        "# tuples, so that MicroPython keeps the names as interned qstrs.",
+        "# Enum value names, and constants for message types and status codes. Tuples: see",
+        "# schema.py.",
         "# ENUM_VALUES[i] alternates value names and numbers for enum ENUM_NAMES[i].",
         "from ._compat import const",
         "",
         "ENUM_NAMES = %s" % _wrap(tuple(name for name, _ in enums)),
         "",
-        "ENUM_VALUES = [",
+        "ENUM_VALUES = (",
     ]
     for name, values in enums:
         flat = []
         for vname, number in values:
             flat += [vname, number]
         enum_out.append("    %s," % _wrap(flat, 84).replace("\n", "\n    "))
-    enum_out += ["]", ""]
+    enum_out += [")", ""]
     for name, values in enums:
         if name in ("MessageType", "Status"):
             for vname, number in values:
@@ -187,7 +187,7 @@ def render(messages, enums):
 
 
 def _wrap(items, width=88):
-    lines = ["["]
+    lines = ["("]
     line = "   "
     for item in items:
         piece = " %r," % (item,)
@@ -196,7 +196,7 @@ def _wrap(items, width=88):
             line = "   "
         line += piece
     lines.append(line)
-    lines.append("]")
+    lines.append(")")
     return "\n".join(lines)
 
 

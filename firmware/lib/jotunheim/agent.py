@@ -19,11 +19,7 @@ import json
 import os
 import random
 
-import protocol
-from jotunheim import VERSION, auth, caps, configfile, ops, port
-from jotunheim.calls import Calls
-from jotunheim.link import SerialLink, TcpLink
-from jotunheim.session import Session
+from jotunheim import VERSION, auth, configfile, ops, port
 
 RELOAD_MS = 2000
 CONNECT_TIMEOUT_MS = 10000
@@ -38,6 +34,18 @@ def _settings():
     return port.module("settings")
 
 
+def _import_serving():
+    """Import what serves sessions. The agent calls this once settings.json and tools.json
+    are checked and their checks dropped again, so that the two never take the heap at the
+    same time: the peak at boot is what a small board runs out of first."""
+    global protocol, caps, Calls, SerialLink, TcpLink, Session
+    import protocol
+    from jotunheim import caps
+    from jotunheim.calls import Calls
+    from jotunheim.link import SerialLink, TcpLink
+    from jotunheim.session import Session
+
+
 _BOARD_KEYS = ("name", "type", "limits", "heap_bytes", "cpu_mhz")
 # add-ons: each module's install(agent) runs at start, where the module is deployed
 ADDONS = ("loki", "streams", "ota")
@@ -46,7 +54,7 @@ ADDONS = ("loki", "streams", "ota")
 class Agent:
     def __init__(self, root=""):
         self.root = root
-        self.version = port.module("ota").running_version(root, VERSION)  # the active image's
+        self.version = self._running_version()
         self.started_ms = port.ticks_ms()
         self.boot_id = int.from_bytes(os.urandom(4), "big") or 1
         self.sessions = []
@@ -60,7 +68,6 @@ class Agent:
         self._rebooting = False
         self._sleep_ms = None
         self.board = self._load_board()
-        self.limits = protocol.Limits(**self.board.get("limits", {}))
         self.settings_file = configfile.ConfigFile(
             root + "settings.json", lambda values: _settings().check(values, self.profile()))
         self.settings = self._load_first(self.settings_file, "settings.json")
@@ -69,18 +76,27 @@ class Agent:
         for problem in _settings().problems(self.settings):
             self.log(problem, "warning")
         self.key = auth.key_from_hex(self.settings["auth.key"])
-        self.calls = Calls(self)
-        self.tools = caps.Registry(self)
         self.tools_file = configfile.ConfigFile(root + "tools.json", self._check_tools)
         configured = []
         if self._exists(root + "tools.json"):
             configured = self._load_first(self.tools_file, "tools.json") or []
         else:
             self.tools_file.seen()  # none: changed() says when one appears
+        port.drop("settings", "toolconf", "checks")
+        _import_serving()
+        self.limits = protocol.Limits(**self.board.get("limits", {}))
+        self.calls = Calls(self)
+        self.tools = caps.Registry(self)
         self.tools.install(caps.builtin_tools() + [caps.configured_tool(t) for t in configured])
-        port.drop("settings", "toolconf")
 
     # ------------------------------------------------------------ files
+
+    def _running_version(self):
+        """The active image's version (jotunheim.ota), else the one this code was built as."""
+        try:
+            return port.module("ota").running_version(self.root, VERSION)
+        except ImportError:  # a board deployed without updates
+            return VERSION
 
     def profile(self):
         """The board profile from board.json (read when needed: it is not kept in RAM)."""
@@ -91,7 +107,7 @@ class Agent:
             raise RuntimeError("board.json cannot be read (%s): deploy the firmware with its "
                                "board profile" % e)
         if "hardware" not in board:  # a whole profile, not what deploy writes
-            board = caps.device_profile(board)
+            board = port.module("profile").device_profile(board)
         return board
 
     def _load_board(self):
@@ -192,7 +208,7 @@ class Agent:
         try:
             return port.module("remote_settings").answer(self, name, request)
         finally:
-            port.drop("remote_settings", "settings")
+            port.drop("remote_settings", "settings", "checks")
 
     def apply_settings(self, new):
         old, self.settings = self.settings, new
@@ -221,7 +237,7 @@ class Agent:
             try:
                 self._reload_changed()
             except Exception as e:  # noqa: BLE001 - out of memory, say: try again later
-                port.drop("settings", "toolconf")
+                port.drop("settings", "toolconf", "checks")
                 self.log("checking the files failed: %s: %s" % (type(e).__name__, e),
                          "error")
 
@@ -232,7 +248,7 @@ class Agent:
                 self.log("settings.json reloaded")
             except configfile.ConfigError as e:
                 self.log("%s; the settings in force stay" % e, "error")
-            port.drop("settings")
+            port.drop("settings", "checks")
         if self.tools_file.changed():
             before = len(self.tools.by_id)
             configured = []  # no tools.json: the builtin tools only
@@ -243,7 +259,7 @@ class Agent:
                 self.log("%s; the tools in force stay" % e, "error")
                 return
             finally:
-                port.drop("settings", "toolconf")
+                port.drop("settings", "toolconf", "checks")
             # builtin tools and Loki's script tools stay (issue 6); configured ones are new
             kept = [t for t in self.tools.by_id.values() if t.kind != caps.CONFIGURED]
             if not configured and before == len(kept):

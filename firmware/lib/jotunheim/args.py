@@ -1,7 +1,6 @@
 """The check of a call's arguments against a tool's parameters (runs on every call).
 
 Kept apart from jotunheim.toolconf, which checks tools.json and is loaded only while it does."""
-from jotunheim.configfile import show, suggest
 
 # The protocol's ValueType numbers are the indexes.
 TYPES = ("any", "null", "bool", "int", "float", "string", "bytes", "list", "map")
@@ -74,6 +73,7 @@ def _unknown(params, args):
         unknown = [str(key) for key in args if key not in names]
         if unknown:
             name = min(unknown)
+            from jotunheim.checks import suggest  # error paths only
             near = suggest(name, names)
             raise ArgumentError("unknown argument '%s'" % name + (
                 " (did you mean '%s'?)" % near if near else ""))
@@ -97,8 +97,15 @@ def misfit(param, value):
         for choice in choices:
             if choice == value and (type(choice) is type(value) or kind == "float"):
                 return None
-        return " must be one of " + ", ".join([show(c) for c in choices])
+        return " must be one of " + _listed(choices)
     return None
+
+
+def _listed(choices):
+    """The choices as an error message lists them. (Importing `show` in misfit would make
+    the comprehension a closure over it, which would cost every call.)"""
+    from jotunheim.checks import show
+    return ", ".join([show(c) for c in choices])
 
 
 def fits(kind, value):

@@ -8,11 +8,9 @@
 # The document is mostly static: it is encoded once per revision and kept as bytes. An
 # answer is the request id, those bytes and a short tail with the live resources (free
 # heap, storage): concatenated protobuf messages merge, so the three encode one message.
-import gc
-import sys
-
+# jotunheim.capsdoc builds it, loaded for that only.
 import protocol
-from jotunheim import args, ops, port
+from jotunheim import ops, port
 
 BUILTIN = 1      # ToolKind numbers: the enum names would load protocol.enums
 CONFIGURED = 2
@@ -35,21 +33,6 @@ class Tool:
         self.returns = returns      # {"type", "description"}
         self.run = run              # function(agent, **args)
         self.fixed = fixed          # arguments the binding supplies
-
-    def declaration(self):
-        params = []
-        for p in self.params:
-            d = {"name": p["name"], "type": args.type_number(p["type"]),
-                 "required": p["required"], "description": p.get("description", "")}
-            for key, field in (("default", "default_value"), ("minimum", "minimum"),
-                               ("maximum", "maximum"), ("choices", "choices")):
-                if key in p:
-                    d[field] = p[key]
-            params.append(d)
-        return {"id": self.id, "name": self.name, "kind": self.kind,
-                "description": self.description, "parameters": params,
-                "returns": {"type": args.type_number(self.returns["type"]),
-                            "description": self.returns.get("description", "")}}
 
 
 def builtin_tools():
@@ -92,78 +75,6 @@ def configured_tool(decl):
                 decl.get("returns") or {"type": "any"}, run, fixed)
 
 
-def hardware(board):
-    """The Hardware part of the document, from the board profile."""
-    reserved = board.get("reserved") or {}
-    available, digital, analog, pwm, input_only = [], [], [], [], []
-    for key, caps in board.get("pins", {}).items():
-        if not key.isdigit() or key in reserved:
-            continue
-        pin = int(key)
-        available.append(pin)
-        if "in" in caps or "out" in caps:
-            digital.append(pin)
-        if "adc" in caps:
-            analog.append(pin)
-        if "pwm" in caps:
-            pwm.append(pin)
-        if "in" in caps and "out" not in caps:
-            input_only.append(pin)
-    for group in (available, digital, analog, pwm, input_only):
-        group.sort()
-    interfaces = []
-    buses = board.get("buses") or {}
-    for bus, label in (("i2c", "I2C"), ("spi", "SPI"), ("uart", "UART")):
-        if (buses.get(bus) or {}).get("ports"):
-            interfaces.append(label)
-    if board.get("adc"):
-        interfaces.append("ADC")
-    if pwm:
-        interfaces.append("PWM")
-    if board.get("onewire"):
-        interfaces.append("1-Wire")
-    if board.get("dht"):
-        interfaces.append("DHT")
-    return {"gpio": {"available": available, "digital": digital, "analog": analog,
-                     "pwm": pwm, "input_only": input_only},
-            "interfaces": interfaces}
-
-
-# what the device keeps of its board profile (with the hardware worked out), the rest stays
-# on the host: the whole profile would take more heap than an ESP8266 can spare at boot
-DEVICE_KEYS = ("name", "title", "type", "limits", "heap_bytes", "cpu_mhz", "settings",
-               "script_languages")
-
-
-def device_profile(board):
-    """The part of a board profile the device needs: deploy writes it as /board.json."""
-    kept = {"hardware": hardware(board)}
-    for key in DEVICE_KEYS:
-        if key in board:
-            kept[key] = board[key]
-    machine = board.get("machine") or {}
-    kept["machine"] = {"unique_id": machine.get("unique_id", ""), "wdt": machine.get("wdt", {})}
-    uart = ((board.get("buses") or {}).get("uart") or {}).get("ports")
-    kept["buses"] = {"uart": {"ports": uart}} if uart else {}
-    return kept
-
-
-def _script_languages(agent):
-    """The languages Loki runs here (none without it)."""
-    loki = sys.modules.get("jotunheim.loki")
-    return loki.languages(agent) if loki is not None else []
-
-
-def _compression():
-    for name in ("deflate", "zlib"):
-        try:
-            __import__(name)
-            return ["zlib"]
-        except ImportError:
-            pass
-    return []
-
-
 class Registry:
     """The tools in force and the encoded capability document."""
 
@@ -199,10 +110,13 @@ class Registry:
         return self.by_id.get(call.get("tool_id", 0))
 
     def document(self):
-        """The encoded document of this revision, without request id and live fields."""
+        """The encoded document of this revision, without request id and live fields
+        (built by jotunheim.capsdoc, loaded for that only: once per revision)."""
         if self._document is None:
-            self._document = protocol.encode("Capabilities", self._fields())
-            gc.collect()
+            try:
+                self._document = port.module("capsdoc").encode(self)
+            finally:
+                port.drop("capsdoc")
         return self._document
 
     def live(self):
@@ -212,24 +126,3 @@ class Registry:
             resources["free_memory"] = port.mem_free()
         resources["storage_total"], resources["storage_free"] = port.storage()
         return protocol.encode("Capabilities", {"resources": resources})
-
-    def _fields(self):
-        agent = self.agent
-        board, settings = agent.board, agent.settings
-        tools = [self.by_id[i].declaration() for i in sorted(self.by_id)]
-        limits = board.get("limits") or {}
-        return {
-            "revision": self.revision,
-            "device": {"id": settings["device.id"], "name": settings["device.name"],
-                       "type": device_type(board["type"]), "firmware_version": agent.version,
-                       "protocol_version": protocol.PROTOCOL_VERSION, "board": board["name"]},
-            "tools": tools,
-            "hardware": agent.profile()["hardware"],
-            "resources": {"max_memory": board.get("heap_bytes", 0),
-                          "cpu_mhz": board.get("cpu_mhz", 0),
-                          "max_concurrent_tools": settings["calls.concurrency"],
-                          "max_frame": limits.get("max_frame", 4096)},
-            "features": dict({"streaming": False, "compression": _compression(),
-                              "script_languages": _script_languages(agent), "encryption": []},
-                             **agent.features),
-        }

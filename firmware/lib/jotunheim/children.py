@@ -13,7 +13,7 @@ import json
 import os
 
 from jotunheim import loki_scripts, ops, port
-from jotunheim.configfile import chars_ok
+from jotunheim.checks import chars_ok
 
 IDLE, BUSY, ERROR, DISABLED = 1, 2, 3, 4   # ChildState
 LEVELS = ("debug", "info", "warning", "error")

@@ -9,7 +9,8 @@ import os
 
 from jotunheim import loki_scripts, port
 from jotunheim.args import TYPES
-from jotunheim.configfile import ConfigError, chars_ok, dumps
+from jotunheim.checks import chars_ok, dumps
+from jotunheim.configfile import ConfigError
 
 OK = 0
 INVALID_ARGUMENT = 3

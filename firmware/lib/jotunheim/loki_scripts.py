@@ -206,7 +206,7 @@ class Loki:
             port.print_exception(e)
             reply = _failed(fields, INTERNAL, "%s: %s" % (type(e).__name__, e))
         finally:
-            port.drop("loki_admin", "toolconf")
+            port.drop("loki_admin", "toolconf", "checks")
         session.send(answer, reply)
 
 

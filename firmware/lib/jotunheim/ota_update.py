@@ -27,7 +27,7 @@ import json
 import os
 
 import protocol
-from jotunheim import configfile, port
+from jotunheim import checks, configfile, port
 from jotunheim.ota import KEYS, STATE, read_state
 
 OK, INVALID_ARGUMENT, PERMISSION_DENIED, RESOURCE_EXHAUSTED = 0, 3, 7, 8
@@ -117,7 +117,7 @@ def makedirs(path):
 def check_name(name):
     """A path in a bundle archive: under lib/, plain parts, nothing that climbs out."""
     parts = name.split("/")
-    if parts[0] != "lib" or len(parts) < 2 or not configfile.chars_ok(name, NAME_CHARS):
+    if parts[0] != "lib" or len(parts) < 2 or not checks.chars_ok(name, NAME_CHARS):
         return False
     for part in parts:
         if part in ("", ".", ".."):

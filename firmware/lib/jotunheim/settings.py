@@ -5,7 +5,8 @@
 # the rules that tie keys to each other and to the board. Nothing that a fresh device lacks
 # (a controller, Wi-Fi) is an error: it must boot to be provisioned. problems() says what
 # such a device cannot do yet.
-from jotunheim.configfile import ConfigError, chars_ok, json_type, show, suggest
+from jotunheim.checks import chars_ok, json_type, show, suggest
+from jotunheim.configfile import ConfigError
 
 # (key, type, default, low, high, form, secret). Types: "str" (low..high characters), "int"
 # and "number" (low..high), "bool", "choice" (low is the tuple of choices). form adds a rule:

@@ -7,7 +7,8 @@ check of each call's arguments."""
 # choices are stored as floats, and an int argument for it becomes a float.
 from jotunheim.args import (TYPES, ArgumentError, check_args, fits as _fits, misfit as _misfit,  # noqa: F401,E501
                             type_number, value_type)
-from jotunheim.configfile import ConfigError, chars_ok, json_type, show, suggest
+from jotunheim.checks import chars_ok, json_type, show, suggest
+from jotunheim.configfile import ConfigError
 
 MAX_TOOLS = 64
 MAX_PARAMETERS = 16
