@@ -290,13 +290,13 @@ def trim_heap(budget):
         reserve = None
     used = 0
     piece = 16384
-    while piece >= 64 and used < len(ballast):
+    while piece >= 16 and used < len(ballast):
         excess = gc.mem_free() - (0 if reserve is not None else budget)
         if excess < piece:
             piece //= 2
             continue
-        try:
-            ballast[used] = bytearray(piece - 16)  # 16: the object header around it
+        try:  # down to single 16-byte blocks: small holes left free would count as budget
+            ballast[used] = bytearray(piece - 16) if piece > 32 else (None,) * (piece // 16)
             used += 1
         except MemoryError:
             piece //= 2

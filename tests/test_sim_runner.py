@@ -484,8 +484,8 @@ print('block ok')
 @pytest.mark.parametrize("board", ["esp8266", "esp32", "pico_w"])
 def test_micropython_device_gets_its_boards_heap_in_one_piece(make_device, board):
     from host_sim import boards
-    from host_sim.runner import WORD_FACTOR
-    budget = WORD_FACTOR * boards.load(board)["heap_bytes"]
+    from host_sim.runner import word_factor
+    budget = word_factor() * boards.load(board)["heap_bytes"]
     device = make_device("micropython", {"main.py": HEAP_MAIN % (budget // 2)}, board=board)
     device.start()
     device.console.wait_for("block ok", timeout=30)

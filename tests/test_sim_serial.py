@@ -11,7 +11,7 @@ import pytest
 import serial
 
 from host_sim import boards
-from host_sim.runner import WORD_FACTOR, SimError
+from host_sim.runner import SimError, word_factor
 from host_sim.scenario import check
 from sim_checks import printed
 
@@ -282,7 +282,7 @@ def test_select_poll_and_asyncio_streams_take_a_uart_on_micropython(make_device)
 
 def test_a_wired_device_keeps_its_boards_heap_in_one_piece(make_device):
     """The bridge's device end sits in the simulator's share of the heap, not the board's."""
-    budget = WORD_FACTOR * boards.load("esp32")["heap_bytes"]
+    budget = word_factor() * boards.load("esp32")["heap_bytes"]
     main = "import gc\ngc.collect()\nblock = bytearray(%d)\nprint('block ok')\n" % (budget // 2)
     device = make_device("micropython", {"main.py": main}, serial=[2])
     device.start()

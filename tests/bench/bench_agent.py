@@ -23,7 +23,7 @@ RAM the agent keeps, and the size of its code.
 #   network wait is not in it; the kernel's socket work is.
 # - RAM: on each freshly booted device the lean client handshakes and calls device_heap
 #   (free heap after a collection), then device_echo, then device_heap again. Retained is
-#   the heap the device started with (WORD_FACTOR x the board's heap_bytes: the unix port
+#   the heap the device started with (word_factor() x the board's heap_bytes: the unix port
 #   is 64-bit and its objects take about twice the room) minus the free heap; halving it
 #   estimates a 32-bit board. A device with an empty main.py gives the baseline: the free
 #   heap where main.py starts.
@@ -162,7 +162,7 @@ def start_device(root, flash_files, romfs=None, board=BOARD):
 
 
 def heap_budget():
-    return runner.WORD_FACTOR * runner.load_board(BOARD)["heap_bytes"]
+    return runner.word_factor() * runner.load_board(BOARD)["heap_bytes"]
 
 
 def measure_ram(client):

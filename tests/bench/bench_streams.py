@@ -269,7 +269,7 @@ def main(argv=None):
     total = args.kbytes * 1024
     chunks = [int(c) for c in args.chunks.split(",")]
     report = {"board": BOARD, "bytes_per_measurement": total, "window_bytes": WINDOW,
-              "heap_budget_bytes": runner.WORD_FACTOR * runner.load_board(BOARD)["heap_bytes"],
+              "heap_budget_bytes": runner.word_factor() * runner.load_board(BOARD)["heap_bytes"],
               "chunks": {}, "raw_tcp": {}, "errors": []}
     with tempfile.TemporaryDirectory() as root:
         device, port = start_device(os.path.join(root, "device"))

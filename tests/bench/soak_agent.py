@@ -82,7 +82,7 @@ def soak(board="esp32", calls=10000, every=1000, romfs=True):
     finally:
         device.stop()
         shutil.rmtree(root, ignore_errors=True)
-    budget = runner.WORD_FACTOR * runner.load_board(board)["heap_bytes"]
+    budget = runner.word_factor() * runner.load_board(board)["heap_bytes"]
     after_warmup = [free for done, free in samples[1:]]
     growth = after_warmup[0] - min(after_warmup) if after_warmup else 0
     return {"board": board, "code": "romfs" if romfs else "mpy", "calls": calls,
