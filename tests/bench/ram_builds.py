@@ -71,17 +71,17 @@ def has_frozen(binary, module="jotunheim"):
     return done.returncode == 0
 
 
-def device_files(code, port):
+def device_files(code, port, board=bench_agent.BOARD):
     """(flash files, ROMFS image or None) for a device holding its code as `code`."""
     settings = bench_agent.listen_settings(port)
     if code == "mpy":
-        return bundle.firmware_files("micropython", bench_agent.BOARD, settings=settings), None
+        return bundle.firmware_files("micropython", board, settings=settings), None
     without_lib = {path: data for path, data in bundle.firmware_files(
-        "micropython", bench_agent.BOARD, settings=settings, compiled=False).items()
+        "micropython", board, settings=settings, compiled=False).items()
         if not path.startswith("/lib/")}
     if code == "frozen":
         return without_lib, None
-    compiled = bundle.firmware_files("micropython", bench_agent.BOARD, settings=settings)
+    compiled = bundle.firmware_files("micropython", board, settings=settings)
     return without_lib, bundle.romfs_image(compiled)
 
 

@@ -2,13 +2,17 @@
 heap, sampling its free heap as they go (prints a table, writes JSON).
 
     python tests/bench/soak_agent.py [--board esp32] [--calls 10000] [--every 1000]
-                                     [--flash] [--out bench-results/soak.json]
+                                     [--code romfs|mpy|frozen] [--micropython BINARY]
+                                     [--out bench-results/soak.json]
 
 The calls mix what a controller sends: small and nested values echoed, device_info,
 calls by name and by id, and calls that fail (bad arguments, no such tool). Every
-`--every` calls the device reports its free heap after a collection (device_heap). The
-code is in ROMFS, as a board would have it frozen (--flash: .mpy files on the flash).
-"Does not grow": no sample after the first is more than GROWTH_SLACK bytes below it.
+`--every` calls the device reports its free heap after a collection (device_heap).
+--code: where the device's code is: in ROMFS (the default), .mpy files on the flash, or
+frozen into the binary (a binary from build_micropython.py, e.g. --micropython
+build/micropython/32-frozen/micropython: a 32-bit binary gets the board's heap as it is,
+a 64-bit one twice it). "Does not grow": no sample after the first is more than
+GROWTH_SLACK bytes below it.
 """
 import argparse
 import os
@@ -26,20 +30,14 @@ for path in (HERE, os.path.dirname(HERE)):
 from bench_agent import LeanClient, MeasureError, start_device  # noqa: E402
 from agent_support import free_port  # noqa: E402
 from host_sim import runner  # noqa: E402
-from jotunheim_host import bundle  # noqa: E402
+from ram_builds import CODES, device_files, has_frozen, using  # noqa: E402
 
 GROWTH_SLACK = 512  # bytes: the allocator's rounding between two samples
 VALUES = (42, "forty-two", [1, 2.5, None, True], {"a": {"b": [b"\x00\xff"]}}, 2 ** 40, -7.25)
 
 
-def start(board, root, romfs):
-    files = bundle.firmware_files("micropython", board, settings={
-        "agent.mode": "listen", "agent.listen_port": free_port(),
-        "agent.listen_host": "127.0.0.1"})
-    image = None
-    if romfs:
-        image = bundle.romfs_image(files)
-        files = {path: data for path, data in files.items() if not path.startswith("/lib/")}
+def start(board, root, code):
+    files, image = device_files(code, free_port(), board)
     return start_device(root, files, image, board)
 
 
@@ -65,10 +63,20 @@ def one_call(client, ids, i):
             raise MeasureError("a bad call was answered %r" % (result,))
 
 
-def soak(board="esp32", calls=10000, every=1000, romfs=True):
-    """Run the soak; a report dict with the heap samples [(calls made, free bytes)]."""
+def soak(board="esp32", calls=10000, every=1000, code="romfs", binary=None):
+    """Run the soak; a report dict with the heap samples [(calls made, free bytes)].
+    binary: the MicroPython to run (None: `micropython` on PATH)."""
+    with using(binary):
+        return _soak(board, calls, every, code)
+
+
+def _soak(board, calls, every, code):
+    path = runner.micropython_binary()
+    if code == "frozen" and not has_frozen(path):
+        raise MeasureError("%s has no frozen jotunheim: build one with "
+                           "tests/bench/build_micropython.py --flavour 32-frozen" % path)
     root = tempfile.mkdtemp(prefix="jotunheim-soak-")
-    device, port = start(board, root, romfs)
+    device, port = start(board, root, code)
     try:
         client = LeanClient(port)
         client.handshake()
@@ -85,8 +93,8 @@ def soak(board="esp32", calls=10000, every=1000, romfs=True):
     budget = runner.word_factor() * runner.load_board(board)["heap_bytes"]
     after_warmup = [free for done, free in samples[1:]]
     growth = after_warmup[0] - min(after_warmup) if after_warmup else 0
-    return {"board": board, "code": "romfs" if romfs else "mpy", "calls": calls,
-            "heap_budget": budget, "samples": samples, "growth_bytes": growth,
+    return {"board": board, "code": code, "binary": path, "word_factor": runner.word_factor(),
+            "calls": calls, "heap_budget": budget, "samples": samples, "growth_bytes": growth,
             "grows": growth > GROWTH_SLACK, "slack_bytes": GROWTH_SLACK}
 
 
@@ -95,12 +103,16 @@ def main(argv=None):
     parser.add_argument("--board", default="esp32")
     parser.add_argument("--calls", type=int, default=10000)
     parser.add_argument("--every", type=int, default=1000)
-    parser.add_argument("--flash", action="store_true", help="code as .mpy on the flash")
+    parser.add_argument("--code", choices=CODES, default="romfs",
+                        help="where the code is (frozen: --micropython names a frozen build)")
+    parser.add_argument("--micropython", metavar="BINARY",
+                        help="the MicroPython unix port to run (default: micropython on PATH)")
     parser.add_argument("--out", default=os.path.join("bench-results", "soak.json"))
     args = parser.parse_args(argv)
-    report = soak(args.board, args.calls, args.every, romfs=not args.flash)
-    print("soak: %d calls to %s (code in %s, heap budget %d B)" % (
-        report["calls"], report["board"], report["code"], report["heap_budget"]))
+    report = soak(args.board, args.calls, args.every, args.code, args.micropython)
+    print("soak: %d calls to %s (code %s, heap budget %d B, %d-bit %s)" % (
+        report["calls"], report["board"], report["code"], report["heap_budget"],
+        64 if report["word_factor"] == 2 else 32, report["binary"]))
     for done, free in report["samples"]:
         print("  after %6d calls: %6d B free" % (done, free))
     print("heap %s (%d B lost after the first sample; slack %d B)" % (

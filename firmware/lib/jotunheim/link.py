@@ -20,15 +20,21 @@ class TcpLink:
         self.writer = writer
         self.decoder = protocol.FrameDecoder(max_frame)
         self.pending = []
+        # MicroPython's streams read into one buffer kept for the connection: a fresh
+        # READ_SIZE block for every read is what a small fragmented heap fails to find
+        self._buf = bytearray(READ_SIZE) if hasattr(reader, "readinto") else None
 
     def frame(self, type_id, payload):
         return protocol.frame(type_id, payload)
 
     async def read(self):
-        data = await self.reader.read(READ_SIZE)
+        if self._buf is None:  # CPython's StreamReader has no readinto
+            data = await self.reader.read(READ_SIZE)
+        else:
+            data = memoryview(self._buf)[:await self.reader.readinto(self._buf)]
         if not data:
             raise EOFError
-        return self.decoder.feed(data)
+        return self.decoder.feed(data)  # it copies what it keeps: the buffer is reused
 
     async def write(self, data):
         self.writer.write(data)
