@@ -166,21 +166,29 @@ def heap_budget():
 
 
 def measure_ram(client):
-    """Free heap after the handshake and after the first call, and what is retained."""
+    """Free heap after the handshake and after the first call."""
     client.handshake()
     after_handshake = client.call("device_heap")
     if client.call("device_echo", value=ECHO_VALUE) != ECHO_VALUE:
         raise MeasureError("device_echo did not echo")
     after_call = client.call("device_heap")
-    budget = heap_budget()
-    return {
-        "free_after_handshake_bytes": after_handshake,
-        "free_after_first_call_bytes": after_call,
-        "retained_after_handshake_bytes": budget - after_handshake,
-        "retained_after_first_call_bytes": budget - after_call,
-        "retained_after_handshake_32bit_estimate_bytes": (budget - after_handshake) // 2,
-        "retained_after_first_call_32bit_estimate_bytes": (budget - after_call) // 2,
-    }
+    return {"free_after_handshake_bytes": after_handshake,
+            "free_after_first_call_bytes": after_call}
+
+
+def retained(ram, baseline):
+    """`ram` with what the agent retains: the baseline (free heap where an empty main.py
+    starts on the same binary) minus the free heap; divided by the binary's word factor as
+    an estimate for a 32-bit board (tests/bench/ram_builds.py measures one: halving a
+    64-bit figure undershoots by about a tenth)."""
+    if ram is None or baseline is None:
+        return ram
+    factor = runner.word_factor()
+    for stage in ("handshake", "first_call"):
+        kept = baseline - ram["free_after_%s_bytes" % stage]
+        ram["retained_after_%s_bytes" % stage] = kept
+        ram["retained_after_%s_32bit_estimate_bytes" % stage] = kept // factor
+    return ram
 
 
 def cpu_ns(pid):
@@ -315,7 +323,14 @@ def measure_romfs_device(root, files, image):
         device.stop()
 
 
-def measure(calls, warmup):
+def measure_builds():
+    """ram_builds' figures for the 32-bit and frozen binaries that are built (see
+    tests/bench/build_micropython.py); this binary's own rows are measured above."""
+    import ram_builds  # it imports this module: not at the top
+    return ram_builds.measure_all(skip_default=True)
+
+
+def measure(calls, warmup, with_builds=True):
     """Run every measurement; the report as a JSON-ready dict."""
     load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     report = {"errors": []}
@@ -337,7 +352,9 @@ def measure(calls, warmup):
         boot_heap = attempt("device without the agent", measure_boot_heap,
                             os.path.join(tmp, "empty"))
     ram_flash, lean, controller = measured or (None, None, None)
+    ram_flash, ram_romfs = retained(ram_flash, boot_heap), retained(ram_romfs, boot_heap)
     grpc = attempt("gRPC peer", measure_grpc, calls, warmup)
+    builds = attempt("32-bit and frozen builds", measure_builds) if with_builds else None
     report.update({
         "machine": machine_info(load, calls, warmup),
         "method": METHOD % (warmup, ECHO_VALUE, BOARD),
@@ -353,10 +370,12 @@ def measure(calls, warmup):
         "ram": {"mpy_on_flash": ram_flash, "romfs": ram_romfs,
                 "heap_budget_bytes": heap_budget(),
                 "free_at_boot_without_agent_bytes": boot_heap,
-                "note": "retained = heap budget - free heap, measured on the 64-bit unix "
-                        "port; *_32bit_estimate_bytes halve it: an estimate for a 32-bit "
-                        "board, not a measurement. free_at_boot_without_agent_bytes: "
-                        "gc.mem_free() where an empty main.py starts (the baseline)"},
+                "builds": builds,
+                "note": "retained = free heap where an empty main.py starts (the baseline, "
+                        "free_at_boot_without_agent_bytes) - free heap, on the unix port on "
+                        "PATH; *_32bit_estimate_bytes divide it by the word factor (2 on a "
+                        "64-bit binary): an estimate. builds: measured on 32-bit and frozen "
+                        "binaries (tests/bench/ram_builds.py), when built"},
         "code": code_sizes(on_flash, image),
     })
     report["targets"] = targets(report)
@@ -403,6 +422,16 @@ def targets(report):
          TARGETS["retained_romfs_bytes"],
          "bytes retained after handshake, code in ROMFS, 32-bit estimate (64-bit / 2)"),
     )
+    measured = {}  # (bits, code) -> retained after handshake, on the builds present
+    for row in (report["ram"].get("builds") or {}).get("rows", []):
+        measured[(32 if row["word_factor"] == 1 else 64, row["code"])] = \
+            row["retained_after_handshake_bytes"]
+    for code in ("romfs", "frozen"):
+        if (32, code) in measured:
+            rows += (("retained_ram_%s_32bit" % code, measured[(32, code)],
+                      TARGETS["retained_romfs_bytes"],
+                      "bytes retained after handshake, code %s, 32-bit build (measured)"
+                      % ("in ROMFS" if code == "romfs" else "frozen")),)
     return {name: {"value": value, "limit": limit, "measure": what,
                    "met": None if value is None else value <= limit}
             for name, value, limit, what in rows}
@@ -506,8 +535,8 @@ def print_table(report, out=sys.stdout):
         w("Jotunheim bytes per call: %s request + %s response (tool id %s); "
           "gRPC tool: %s\n" % (_cell(lean["request_bytes"]), _cell(lean["response_bytes"]),
                                lean["tool_id"], (trips["grpc"] or {}).get("tool", "-")))
-    w("\nRAM retained after boot, bytes (budget %s B - free heap; 64-bit unix port, "
-      "32-bit board estimated as /2)\n" % _cell(report["ram"]["heap_budget_bytes"]))
+    w("\nRAM retained after boot, bytes (free heap at main.py without the agent - free heap; "
+      "this unix port, 32-bit board estimated as / word factor)\n")
     w("%-22s %12s %12s %14s %14s\n" % ("code", "handshake", "first call", "handshake 32b",
                                        "first call 32b"))
     for label, key in ((".mpy on the flash", "mpy_on_flash"), ("ROMFS", "romfs")):
@@ -522,6 +551,10 @@ def print_table(report, out=sys.stdout):
     if lean:
         w("free heap after the capabilities and %d more calls (flash): %s B\n" % (
             machine["calls"] + machine["warmup"], _cell(lean["free_after_calls_bytes"])))
+    if report["ram"].get("builds"):
+        import ram_builds
+        w("\n")
+        ram_builds.print_table(report["ram"]["builds"], out)
     code = report["code"]
     w("\nCode: device .mpy %d B (protocol/ %d B), ROMFS image %d B\n" % (
         code["device_mpy_bytes"], code["protocol_mpy_bytes"], code["romfs_image_bytes"]))
@@ -552,12 +585,14 @@ def main(argv=None):
                         help="timed calls per client (default %(default)s)")
     parser.add_argument("--out", default=DEFAULT_OUT,
                         help="JSON report path (default %(default)s)")
+    parser.add_argument("--no-builds", action="store_true",
+                        help="leave out the 32-bit and frozen builds (tests/bench/ram_builds.py)")
     args = parser.parse_args(argv)
     if args.calls < 1:
         parser.error("--calls must be at least 1")
     try:
         check_tools()
-        report = measure(args.calls, min(WARMUP, args.calls))
+        report = measure(args.calls, min(WARMUP, args.calls), not args.no_builds)
     except (BenchError, bundle.BundleError) as e:
         sys.stderr.write("bench_agent: %s\n" % e)
         return 2

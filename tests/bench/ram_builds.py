@@ -118,11 +118,14 @@ def measure(binary, code):
                 "retained_after_first_call_bytes": baseline - first_call}
 
 
-def measure_all():
-    """Every build present, every code it is measured with: the report."""
+def measure_all(skip_default=False):
+    """Every build present, every code it is measured with: the report. skip_default:
+    leave out the binary on PATH (bench_agent measures that one itself)."""
     report = {"rows": [], "errors": [], "not_built": [], "board": bench_agent.BOARD,
               "target_retained_bytes": TARGET_BYTES, "method": METHOD}
     for label, flavour, codes in BUILDS:
+        if skip_default and flavour is None:
+            continue
         binary = None if flavour is None else build_micropython.binary_path(flavour)
         if binary is not None and not os.path.exists(binary):
             report["not_built"].append(flavour)
