@@ -2,6 +2,7 @@
 # controller loop, and a hand-written raw peer for what a well-behaved controller never
 # sends.
 import asyncio
+import os
 import re
 import socket
 import time
@@ -35,10 +36,24 @@ def listening(make_device, runtime, settings=None, **options):
     return device, port
 
 
+# Ports for devices to listen on come from below the kernel's ephemeral range: a port the
+# kernel handed out as free could be taken again as the local port of some outgoing
+# connection before the device binds it. Each process walks its own stretch.
+_PORTS = {"next": 20000 + (os.getpid() % 100) * 120}
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback TCP port nothing listens on, outside the ephemeral range."""
+    for _ in range(12000):
+        port = _PORTS["next"]
+        _PORTS["next"] = 20000 + (port - 20000 + 1) % 12000
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free port from 20000 to 31999")
 
 
 def run(coro, timeout=120):
