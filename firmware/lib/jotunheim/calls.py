@@ -52,6 +52,7 @@ class Calls:
     def __init__(self, agent):
         self.agent = agent
         self.running = {}   # key -> _Call
+        self._starting = None  # the _Call whose tool function runs right now
         self.queue = []     # _Call waiting for a slot
         self.results = {}   # key -> (payload, delivered)
         self.order = []     # keys of results, oldest first
@@ -134,6 +135,11 @@ class Calls:
     def in_flight(self):
         return len(self.running) + len(self.queue)
 
+    def caller(self):
+        """The session whose call is starting now: for a tool's function, which runs as
+        its call starts (None outside one, or for a call without a session)."""
+        return self._starting.session if self._starting is not None else None
+
     # ------------------------------------------------------------ running
 
     def _queued(self, key):
@@ -150,10 +156,13 @@ class Calls:
         if port.ticks_diff(item.deadline, port.ticks_ms()) <= 0:
             return self._finish(item, *self._failure(item, asyncio.TimeoutError()))
         self.executed += 1
+        self._starting = item
         try:
             result = item.tool.run(self.agent, **item.args)
         except Exception as e:  # noqa: BLE001 - the call fails, the device goes on
+            self._starting = None
             return self._finish(item, *self._failure(item, e))
+        self._starting = None
         if not hasattr(result, "send"):
             return self._finish(item, OK, result, "")
         item.task = asyncio.create_task(self._run(item, result))

@@ -9,6 +9,7 @@ import protocol
 from jotunheim import port
 
 READ_SIZE = 512
+READ_BUFFER = 256  # MicroPython's per-connection buffer (a small heap is fragmented)
 UART_POLL_MS = 5
 
 
@@ -20,9 +21,10 @@ class TcpLink:
         self.writer = writer
         self.decoder = protocol.FrameDecoder(max_frame)
         self.pending = []
-        # MicroPython's streams read into one buffer kept for the connection: a fresh
-        # READ_SIZE block for every read is what a small fragmented heap fails to find
-        self._buf = bytearray(READ_SIZE) if hasattr(reader, "readinto") else None
+        # MicroPython's streams read into one small buffer kept for the connection: a
+        # fresh READ_SIZE block for every read is what a small fragmented heap fails to
+        # find, and a bigger buffer kept for good splits the room a script compiles in
+        self._buf = bytearray(READ_BUFFER) if hasattr(reader, "readinto") else None
 
     def frame(self, type_id, payload):
         return protocol.frame(type_id, payload)

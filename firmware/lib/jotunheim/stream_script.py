@@ -47,7 +47,10 @@ class Script:
 def tool_run(agent, name, args):
     """StreamScript_NAME: open a raw stream to the calling controller that runs the
     script; the call's value is the stream id once the controller accepted it."""
-    return _open(manager(agent), _caller(agent, "StreamScript_" + name), name, args)
+    session = agent.calls.caller()
+    if session is None:
+        raise OSError("no controller to stream to")
+    return _open(manager(agent), session, name, args)
 
 
 
@@ -81,12 +84,3 @@ async def _open(streams, session, name, args):
             stream.id, stream.ack["message"] if stream.ack else "the link was lost"))
     streams.start(stream)
     return stream.id
-
-
-def _caller(agent, tool):
-    """The session of the call of `tool` being started now (jotunheim.calls runs a
-    tool's function as it starts the call, before the call's task exists)."""
-    for item in agent.calls.running.values():
-        if item.tool.name == tool and item.task is None and item.session is not None:
-            return item.session
-    raise OSError("no controller to stream to")
