@@ -37,14 +37,16 @@ class Tool:
 
 def builtin_tools():
     tools = []
-    made = {}  # one dict per distinct parameter: several operations take the same pin
+    made = {}  # one dict per distinct parameter or return type, shared by the tools
     for name, description, params, returns, function in ops.OPS:
         plist = []
         for p in params:
             if p not in made:
                 made[p] = {"name": p[0], "type": p[1], "required": p[2], "description": p[3]}
             plist.append(made[p])
-        tools.append(Tool(name, BUILTIN, description, plist, {"type": returns}, function))
+        if returns not in made:
+            made[returns] = {"type": returns}
+        tools.append(Tool(name, BUILTIN, description, tuple(plist), made[returns], function))
     return tools
 
 
