@@ -46,6 +46,17 @@ def test_frozen_manifest_names_exactly_the_deployed_lib_files(tmp_path):
     assert build_micropython.frozen_is_current("32-frozen", str(tmp_path))
 
 
+def test_the_core_flavour_freezes_the_agent_without_its_addons(tmp_path):
+    manifest = build_micropython.write_manifest("32-frozen-core", str(tmp_path))
+    with open(manifest) as f:
+        frozen = {MODULE_LINE.fullmatch(line).group(1) for line in f.read().splitlines()[1:]}
+    addon_modules = {"jotunheim/%s.py" % name for modules in bundle.ADDON_MODULES.values()
+                     for name in modules}
+    assert frozen == set(lib_files()) - addon_modules
+    assert "jotunheim/agent.py" in frozen and "jotunheim/loki.py" not in frozen
+    assert build_micropython.frozen_is_current("32-frozen-core", str(tmp_path))
+
+
 def test_frozen_code_that_differs_from_the_repository_is_noticed(tmp_path):
     build_micropython.write_manifest("64-frozen", str(tmp_path))
     module = tmp_path / "64-frozen" / "frozen-code" / "jotunheim" / "__init__.py"
@@ -61,7 +72,7 @@ def test_unfrozen_flavour_freezes_only_asyncio(tmp_path):
 
 
 @pytest.mark.parametrize("flavour, bits32", [("32", True), ("32-frozen", True),
-                                             ("64-frozen", False)])
+                                             ("32-frozen-core", True), ("64-frozen", False)])
 def test_make_gets_the_flavours_switches(tmp_path, flavour, bits32):
     argv = build_micropython.make_arguments(flavour, "/m/manifest.py", str(tmp_path))
     assert "BUILD=%s" % (tmp_path / flavour) in argv

