@@ -15,12 +15,32 @@
 # on MicroPython a function call costs more than the rest of the loop body.
 import struct
 
-from ._compat import decode_utf8
-from .codec import (BOOL, BYTES, DEFAULT_LIMITS, DOUBLE, ENUM, FIELD_NAMES, FIELDS, FLOAT,
-                    IMPLICIT, INT32, INT64, MAP, MAPS, MASK32, MASK64, MESSAGE, MISSING,
-                    REPEATED, SINT32, SINT64, STRING, STRUCT, UINT32, UINT64, VALUE, WIRE,
-                    message_index, span)
+from ._compat import const, decode_utf8
+from .codec import (DEFAULT_LIMITS, FIELD_NAMES, FIELDS, MAPS, MASK32, MASK64, MISSING,
+                    STRUCT, WIRE, message_index, span)
 from .errors import ProtocolError
+
+# codec's kinds and labels as constants the compiler writes into the code: a global
+# looked up at each use would cost time and a slot of RAM (tests/test_protocol_codec.py
+# checks that they agree with codec's).
+_INT32 = const(0)
+_INT64 = const(1)
+_UINT32 = const(2)
+_UINT64 = const(3)
+_SINT32 = const(4)
+_SINT64 = const(5)
+_BOOL = const(6)
+_ENUM = const(7)
+_FLOAT = const(12)
+_DOUBLE = const(13)
+_STRING = const(14)
+_BYTES = const(15)
+_MESSAGE = const(16)
+_VALUE = const(17)
+_IMPLICIT = const(0)
+_REPEATED = const(2)
+_MAP = const(3)
+
 
 def _varint(data, pos, end, width):
     """Read a varint of at most `width` bytes; returns (value, new position)."""
@@ -47,17 +67,17 @@ def _signed(value, bits):
 
 
 def _from_varint(kind, raw):
-    if kind == UINT64:
+    if kind == _UINT64:
         return raw & MASK64
-    if kind == UINT32:
+    if kind == _UINT32:
         return raw & MASK32
-    if kind == INT32 or kind == ENUM:
+    if kind == _INT32 or kind == _ENUM:
         return _signed(raw & MASK32, 32)
-    if kind == INT64:
+    if kind == _INT64:
         return _signed(raw & MASK64, 64)
-    if kind == BOOL:
+    if kind == _BOOL:
         return raw & MASK64 != 0  # Google truncates to 64 bits first
-    if kind == SINT32:
+    if kind == _SINT32:
         raw &= MASK32
     else:
         raw &= MASK64
@@ -94,15 +114,15 @@ def _skip(data, pos, end, wire):
 
 def _read_len_value(kind, sub, data, pos, size, depth, limits):
     """Decode a length-delimited value of the given kind from data[pos:pos+size]."""
-    if kind == STRING:
+    if kind == _STRING:
         if size > limits.max_string:
             raise ProtocolError("string of %d bytes exceeds %d" % (size, limits.max_string))
         return decode_utf8(data[pos:pos + size])
-    if kind == BYTES:
+    if kind == _BYTES:
         if size > limits.max_string:
             raise ProtocolError("bytes of %d bytes exceeds %d" % (size, limits.max_string))
         return bytes(data[pos:pos + size])
-    if kind == MESSAGE:
+    if kind == _MESSAGE:
         return _decode_message(sub, data, pos, pos + size, depth + 1, limits)
     return _decode_value(data, pos, pos + size, depth + 1, limits)
 
@@ -139,20 +159,20 @@ def _build_defaults(idx):
         name = FIELD_NAMES[FIELDS[o + 5]]
         kind = FIELDS[o + 1]
         label = FIELDS[o + 2]
-        if label == IMPLICIT:
-            if kind == STRING:
+        if label == _IMPLICIT:
+            if kind == _STRING:
                 out[name] = ""
-            elif kind == BYTES:
+            elif kind == _BYTES:
                 out[name] = b""
-            elif kind == FLOAT or kind == DOUBLE:
+            elif kind == _FLOAT or kind == _DOUBLE:
                 out[name] = 0.0
-            elif kind == BOOL:
+            elif kind == _BOOL:
                 out[name] = False
             else:
                 out[name] = 0
-        elif label == REPEATED:
+        elif label == _REPEATED:
             lists.append(name)
-        elif label == MAP:
+        elif label == _MAP:
             maps.append(name)
     return out, tuple(lists), tuple(maps)
 
@@ -194,12 +214,12 @@ def _decode_message(idx, data, pos, end, depth, limits):
         kind = FIELDS[o + 1]
         label = FIELDS[o + 2]
         expected = WIRE[kind]
-        if label >= REPEATED:
-            if wire == 2 and (label == MAP or expected != 2):
+        if label >= _REPEATED:
+            if wire == 2 and (label == _MAP or expected != 2):
                 pos = _decode_container(out[name], kind, label, FIELDS[o + 3], data, pos, end,
                                         depth, limits)
                 continue
-            if label == MAP or wire != expected:
+            if label == _MAP or wire != expected:
                 pos = _skip(data, pos, end, wire)
                 continue
         elif wire != expected:
@@ -209,16 +229,16 @@ def _decode_message(idx, data, pos, end, depth, limits):
             if pos < end and data[pos] < 0x80:
                 value = data[pos]
                 pos += 1
-                if kind == SINT32 or kind == SINT64:
+                if kind == _SINT32 or kind == _SINT64:
                     value = (value >> 1) ^ -(value & 1)
-                elif kind == BOOL:
+                elif kind == _BOOL:
                     value = value != 0
             else:
                 value, pos = _varint(data, pos, end, 10)
                 value = _from_varint(kind, value)
         elif expected == 2:
             size, pos = _length(data, pos, end)
-            if kind >= MESSAGE and label != REPEATED:
+            if kind >= _MESSAGE and label != _REPEATED:
                 if deferred is None:
                     deferred = {}
                 spans = deferred.get(o)
@@ -237,7 +257,7 @@ def _decode_message(idx, data, pos, end, depth, limits):
             pos += size
         else:
             value, pos = _read_fixed(kind, data, pos, end)
-        if label == REPEATED:
+        if label == _REPEATED:
             _count(out[name], limits)
             out[name].append(value)
             continue
@@ -281,7 +301,7 @@ def _decode_container(container, kind, label, sub, data, pos, end, depth, limits
     """Decode one map entry or one packed run into container; returns the new position."""
     size, pos = _length(data, pos, end)
     stop = pos + size
-    if label == MAP:
+    if label == _MAP:
         _count(container, limits)
         key, value = _decode_entry(MAPS[sub], data, pos, stop, depth + 1, limits)
         container[key] = value
@@ -299,7 +319,7 @@ def _decode_container(container, kind, label, sub, data, pos, end, depth, limits
 
 def _decode_entry(sub, data, pos, end, depth, limits):
     key_kind, value_kind, value_sub = sub
-    key = "" if key_kind == STRING else 0
+    key = "" if key_kind == _STRING else 0
     value = MISSING
     spans = None
     if depth > limits.max_depth:
@@ -327,7 +347,7 @@ def _decode_entry(sub, data, pos, end, depth, limits):
             item = _from_varint(kind, raw)
         elif wire == 2:
             size, pos = _length(data, pos, end)
-            if number == 2 and kind >= MESSAGE:
+            if number == 2 and kind >= _MESSAGE:
                 # a message value seen again merges: decode once, at the end
                 if spans is None:
                     spans = []
@@ -351,17 +371,17 @@ def _decode_entry(sub, data, pos, end, depth, limits):
 
 
 def _default_of(kind, sub):
-    if kind == MESSAGE:
+    if kind == _MESSAGE:
         return _defaults(sub)
-    if kind == VALUE:
+    if kind == _VALUE:
         return None
-    if kind == STRING:
+    if kind == _STRING:
         return ""
-    if kind == BYTES:
+    if kind == _BYTES:
         return b""
-    if kind == FLOAT or kind == DOUBLE:
+    if kind == _FLOAT or kind == _DOUBLE:
         return 0.0
-    if kind == BOOL:
+    if kind == _BOOL:
         return False
     return 0
 
@@ -398,7 +418,7 @@ def _decode_value(data, pos, end, depth, limits):
         last = number
         spans = None
         if number == 4:
-            result, pos = _read_fixed(DOUBLE, data, pos, end)
+            result, pos = _read_fixed(_DOUBLE, data, pos, end)
         elif number < 4:
             if pos < end and data[pos] < 0x80:
                 raw = data[pos]
@@ -414,7 +434,7 @@ def _decode_value(data, pos, end, depth, limits):
                 result = (raw >> 1) ^ -(raw & 1)
         else:
             size, pos = _length(data, pos, end)
-            result = _read_len_value(STRING if number == 5 else BYTES, 0, data, pos, size,
+            result = _read_len_value(_STRING if number == 5 else _BYTES, 0, data, pos, size,
                                      depth, limits)
             pos += size
     if spans is not None:
@@ -454,7 +474,7 @@ def _decode_list(data, pos, end, depth, limits):
     return out
 
 
-_STRING_VALUE = (STRING, VALUE, -1)
+_STRING_VALUE = (_STRING, _VALUE, -1)
 
 
 def _decode_map(data, pos, end, depth, limits):

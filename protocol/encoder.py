@@ -7,10 +7,33 @@
 # of a oneof) raises TypeError or ValueError, never ProtocolError.
 import struct
 
-from .codec import (BOOL, DEFAULT_LIMITS, DOUBLE, ENUM, FIELD_NAMES, FIELDS, FIXED32, FIXED64,
-                    FLOAT, IMPLICIT, INT32, INT64, MAP, MAPS, MASK32, MASK64, MESSAGE, MISSING,
-                    NAMES, REPEATED, SFIXED32, SINT32, STRING, STRUCT, BYTES, UINT32, UINT64,
-                    VALUE, WIRE, enum_value, message_index, span)
+from ._compat import const
+from .codec import (DEFAULT_LIMITS, FIELD_NAMES, FIELDS, MAPS, MASK32, MASK64, MISSING,
+                    NAMES, STRUCT, WIRE, enum_value, message_index, span)
+
+# codec's kinds and labels as constants the compiler writes into the code: a global
+# looked up at each use would cost time and a slot of RAM (tests/test_protocol_codec.py
+# checks that they agree with codec's).
+_INT32 = const(0)
+_INT64 = const(1)
+_UINT32 = const(2)
+_UINT64 = const(3)
+_SINT32 = const(4)
+_BOOL = const(6)
+_ENUM = const(7)
+_FIXED32 = const(8)
+_FIXED64 = const(9)
+_SFIXED32 = const(10)
+_FLOAT = const(12)
+_DOUBLE = const(13)
+_STRING = const(14)
+_BYTES = const(15)
+_MESSAGE = const(16)
+_VALUE = const(17)
+_IMPLICIT = const(0)
+_REPEATED = const(2)
+_MAP = const(3)
+
 
 def _put_varint(buf, value):
     while value > 0x7F:
@@ -43,27 +66,27 @@ def _check_int(value, lo, hi, name):
 
 def _scalar_bits(kind, value, sub, name):
     """The varint (wire type 0) representation of a scalar."""
-    if kind == BOOL:
+    if kind == _BOOL:
         if not isinstance(value, int) and value is not True and value is not False:
             raise TypeError("field %s: expected bool" % name)
         return 1 if value else 0
-    if kind == ENUM:
+    if kind == _ENUM:
         value = enum_value(sub, value)
         _check_int(value, -0x80000000, 0x7FFFFFFF, name)
         return value & MASK64
-    if kind == INT32:
+    if kind == _INT32:
         _check_int(value, -0x80000000, 0x7FFFFFFF, name)
         return value & MASK64
-    if kind == INT64:
+    if kind == _INT64:
         _check_int(value, -0x8000000000000000, 0x7FFFFFFFFFFFFFFF, name)
         return value & MASK64
-    if kind == UINT32:
+    if kind == _UINT32:
         _check_int(value, 0, MASK32, name)
         return value
-    if kind == UINT64:
+    if kind == _UINT64:
         _check_int(value, 0, MASK64, name)
         return value
-    if kind == SINT32:
+    if kind == _SINT32:
         _check_int(value, -0x80000000, 0x7FFFFFFF, name)
         return ((value << 1) ^ (value >> 31)) & MASK32
     _check_int(value, -0x8000000000000000, 0x7FFFFFFFFFFFFFFF, name)
@@ -71,15 +94,15 @@ def _scalar_bits(kind, value, sub, name):
 
 
 def _fixed_bytes(kind, value, name):
-    if kind == FLOAT or kind == DOUBLE:
+    if kind == _FLOAT or kind == _DOUBLE:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise TypeError("field %s: expected float" % name)
         return struct.pack(STRUCT[kind], value)
-    if kind == FIXED32:
+    if kind == _FIXED32:
         _check_int(value, 0, MASK32, name)
-    elif kind == FIXED64:
+    elif kind == _FIXED64:
         _check_int(value, 0, MASK64, name)
-    elif kind == SFIXED32:
+    elif kind == _SFIXED32:
         _check_int(value, -0x80000000, 0x7FFFFFFF, name)
     else:
         _check_int(value, -0x8000000000000000, 0x7FFFFFFFFFFFFFFF, name)
@@ -87,12 +110,12 @@ def _fixed_bytes(kind, value, name):
 
 
 def _is_default(kind, value, sub):
-    if kind == FLOAT or kind == DOUBLE:
+    if kind == _FLOAT or kind == _DOUBLE:
         # -0.0 is not the default: Google writes it (its bits are not zero)
         return value == 0 and struct.pack("<d", value) == b"\0\0\0\0\0\0\0\0"
-    if kind == ENUM and not isinstance(value, int):
+    if kind == _ENUM and not isinstance(value, int):
         return enum_value(sub, value) == 0
-    if kind == STRING or kind == BYTES:
+    if kind == _STRING or kind == _BYTES:
         return len(value) == 0
     return not value
 
@@ -102,22 +125,22 @@ def _put_single(buf, number, kind, sub, value, name, depth):
     wire = WIRE[kind]
     if wire == 0:
         _put_varint(buf, number << 3)
-        if type(value) is int and 0 <= value < 0x80 and (kind < SINT32 or kind == ENUM):
+        if type(value) is int and 0 <= value < 0x80 and (kind < _SINT32 or kind == _ENUM):
             buf.append(value)  # the common case: a small number is its own varint
         else:
             _put_varint(buf, _scalar_bits(kind, value, sub, name))
     elif wire != 2:
         _put_varint(buf, (number << 3) | wire)
         buf.extend(_fixed_bytes(kind, value, name))
-    elif kind == STRING:
+    elif kind == _STRING:
         if not isinstance(value, str):
             raise TypeError("field %s: expected str" % name)
         _put_len(buf, (number << 3) | 2, value.encode("utf-8"))
-    elif kind == BYTES:
+    elif kind == _BYTES:
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise TypeError("field %s: expected bytes" % name)
         _put_len(buf, (number << 3) | 2, value)
-    elif kind == MESSAGE:
+    elif kind == _MESSAGE:
         if not isinstance(value, dict):
             raise TypeError("field %s: expected dict" % name)
         _put_len(buf, (number << 3) | 2, _encode_message(sub, value, depth + 1))
@@ -135,7 +158,7 @@ def _encode_message(idx, fields, depth):
         name = FIELD_NAMES[FIELDS[o + 5]]
         value = fields.get(name, MISSING)
         kind = FIELDS[o + 1]
-        if value is MISSING or (value is None and kind != VALUE):
+        if value is MISSING or (value is None and kind != _VALUE):
             continue
         number = FIELDS[o]
         label = FIELDS[o + 2]
@@ -146,10 +169,10 @@ def _encode_message(idx, fields, depth):
             if oneofs & bit:
                 raise ValueError("%s: two members of one oneof are set" % NAMES[idx])
             oneofs |= bit
-        if label == IMPLICIT:
+        if label == _IMPLICIT:
             if not _is_default(kind, value, sub):
                 _put_single(buf, number, kind, sub, value, name, depth)
-        elif label == REPEATED:
+        elif label == _REPEATED:
             if not isinstance(value, (list, tuple)):
                 raise TypeError("field %s: expected list" % name)
             if value and WIRE[kind] != 2:
@@ -163,13 +186,13 @@ def _encode_message(idx, fields, depth):
             else:
                 for item in value:
                     _put_single(buf, number, kind, sub, item, name, depth)
-        elif label == MAP:
+        elif label == _MAP:
             if not isinstance(value, dict):
                 raise TypeError("field %s: expected dict" % name)
             key_kind, value_kind, value_sub = MAPS[sub]
             tag = (number << 3) | 2
             for key in sorted(value):
-                if key_kind == STRING and value_kind == VALUE and isinstance(key, str):
+                if key_kind == _STRING and value_kind == _VALUE and isinstance(key, str):
                     # map<string, Value>, the shape of every argument list: no temporaries
                     kb = key.encode("utf-8")
                     vb = _encode_value(value[key], depth + 2)  # as _put_single's would be
