@@ -422,16 +422,17 @@ def targets(report):
          TARGETS["retained_romfs_bytes"],
          "bytes retained after handshake, code in ROMFS, 32-bit estimate (64-bit / 2)"),
     )
-    measured = {}  # (bits, code) -> retained after handshake, on the builds present
+    measured = {}  # (build, code) -> retained after handshake, on the builds present
     for row in (report["ram"].get("builds") or {}).get("rows", []):
-        measured[(32 if row["word_factor"] == 1 else 64, row["code"])] = \
-            row["retained_after_handshake_bytes"]
-    for code in ("romfs", "frozen"):
-        if (32, code) in measured:
-            rows += (("retained_ram_%s_32bit" % code, measured[(32, code)],
-                      TARGETS["retained_romfs_bytes"],
-                      "bytes retained after handshake, code %s, 32-bit build (measured)"
-                      % ("in ROMFS" if code == "romfs" else "frozen")),)
+        measured[(row["build"], row["code"])] = row["retained_after_handshake_bytes"]
+    for build, code, name, what in (
+            ("32", "romfs", "retained_ram_romfs_32bit", "code in ROMFS"),
+            ("32-frozen", "frozen", "retained_ram_frozen_32bit", "code frozen"),
+            ("32-core", "frozen", "retained_ram_core_32bit",
+             "core agent without add-ons, frozen")):
+        if (build, code) in measured:
+            rows += ((name, measured[(build, code)], TARGETS["retained_romfs_bytes"],
+                      "bytes retained after handshake, %s, 32-bit build (measured)" % what),)
     return {name: {"value": value, "limit": limit, "measure": what,
                    "met": None if value is None else value <= limit}
             for name, value, limit, what in rows}
