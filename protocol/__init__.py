@@ -86,6 +86,14 @@ def enum_name(enum, number):
     return None
 
 
+def forget_caches():
+    """Empty the codec's caches (message indexes, decoded defaults): RAM for a device that
+    needs it more; they fill again as messages come."""
+    from . import codec, decoder
+    codec._index_cache.clear()
+    decoder._templates.clear()
+
+
 # What only some sides need is loaded when first used: serial framing (protocol.serial)
 # and compression (protocol.compressed). A board on TCP never spends RAM on them.
 _LAZY = {"SerialDecoder": "serial", "serial_frame": "serial", "cobs_encode": "serial",

@@ -196,6 +196,13 @@ class Agent:
                 session.send("CapabilityChanged", {"revision": self.tools.revision,
                                                    "reason": reason})
 
+    def shed(self):
+        """Let go of what can be made again (the encoded capability document, the codec's
+        caches), for work that needs the heap more; then collect."""
+        self.tools.forget()
+        protocol.forget_caches()
+        gc.collect()
+
     def reboot_soon(self, delay_ms):
         """Reset the board after delay_ms (answers go out first), saying Goodbye."""
         self._rebooting = True

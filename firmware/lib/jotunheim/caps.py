@@ -111,6 +111,10 @@ class Registry:
             return self.by_name.get(call["tool_name"])
         return self.by_id.get(call.get("tool_id", 0))
 
+    def forget(self):
+        """Drop the encoded document (it is made again when next asked for)."""
+        self._document = None
+
     def document(self):
         """The encoded document of this revision, without request id and live fields
         (built by jotunheim.capsdoc, loaded for that only: once per revision)."""

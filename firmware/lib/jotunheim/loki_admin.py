@@ -98,7 +98,7 @@ def _checked(loki, fields):
         raise Refused(RESOURCE_EXHAUSTED, "the flash has %d bytes free" % free)
     namespace = None
     if language == "python":
-        namespace = _load_python(name, fields["source"])
+        namespace = _load_python(name, fields["source"], loki.agent)
     else:
         _load_lua(loki, name, fields["source"], script["limits"])
     return script, namespace
@@ -191,9 +191,9 @@ def _limits(loki, given, language):
     return limits
 
 
-def _load_python(name, source):
+def _load_python(name, source, agent):
     try:
-        namespace = loki_scripts.load_python(name, source)
+        namespace = loki_scripts.load_python(name, source, agent)
     except SyntaxError as e:
         line = getattr(e, "lineno", None)
         raise Refused(INVALID_ARGUMENT, "does not compile: %s%s" % (

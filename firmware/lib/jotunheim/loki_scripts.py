@@ -176,7 +176,7 @@ class Loki:
         if script.language == "lua":
             return await port.module("luascript").run(self, script, ctx, args)
         if script.namespace is None:
-            script.namespace = load_python(script.name, self.source(script))
+            script.namespace = load_python(script.name, self.source(script), self.agent)
         result = script.namespace["run"](ctx, **args)
         if hasattr(result, "send"):  # async def run
             result = await result
@@ -214,10 +214,19 @@ def _failed(fields, status, message):
     return {"request_id": fields["request_id"], "status": status, "message": message}
 
 
-def load_python(name, source):
-    """The namespace of a Python script after its top level ran."""
+def load_python(name, source, agent=None):
+    """The namespace of a Python script after its top level ran. Compiling takes heap in
+    big pieces: when there is not enough, the agent lets go of its caches and it is tried
+    once more (MemoryError if that is not enough either)."""
+    try:
+        code = compile(source, "Script_" + name, "exec")
+    except MemoryError:
+        if agent is None:
+            raise
+        agent.shed()
+        code = compile(source, "Script_" + name, "exec")
     namespace = {"__name__": "Script_" + name}
-    exec(compile(source, "Script_" + name, "exec"), namespace)
+    exec(code, namespace)
     return namespace
 
 
