@@ -72,6 +72,15 @@ def has_frozen(binary, module="jotunheim"):
     return done.returncode == 0
 
 
+def binary_for(code):
+    """The binary host_sim runs now, checked to hold the code frozen when `code` says so."""
+    path = runner.micropython_binary()
+    if code == "frozen" and not has_frozen(path):
+        raise bench_agent.MeasureError("%s has no frozen jotunheim: build one with "
+                                       "tests/bench/build_micropython.py" % path)
+    return path
+
+
 def device_files(code, port, board=bench_agent.BOARD):
     """(flash files, ROMFS image or None) for a device holding its code as `code`."""
     settings = bench_agent.listen_settings(port)
@@ -91,9 +100,7 @@ def measure(binary, code):
     if code not in CODES:
         raise ValueError("code must be one of %s, not %r" % (", ".join(CODES), code))
     with using(binary), tempfile.TemporaryDirectory() as tmp:
-        path = runner.micropython_binary()
-        if code == "frozen" and not has_frozen(path):
-            raise bench_agent.MeasureError("%s has no frozen jotunheim" % path)
+        path = binary_for(code)
         baseline = bench_agent.measure_boot_heap(os.path.join(tmp, "empty"))
         files, image = device_files(code, free_port())
         device, port = bench_agent.start_device(os.path.join(tmp, "agent"), files, romfs=image)

@@ -30,7 +30,7 @@ for path in (HERE, os.path.dirname(HERE)):
 from bench_agent import LeanClient, MeasureError, start_device  # noqa: E402
 from agent_support import free_port  # noqa: E402
 from host_sim import runner  # noqa: E402
-from ram_builds import CODES, device_files, has_frozen, using  # noqa: E402
+from ram_builds import CODES, binary_for, device_files, using  # noqa: E402
 
 GROWTH_SLACK = 512  # bytes: the allocator's rounding between two samples
 VALUES = (42, "forty-two", [1, 2.5, None, True], {"a": {"b": [b"\x00\xff"]}}, 2 ** 40, -7.25)
@@ -71,10 +71,7 @@ def soak(board="esp32", calls=10000, every=1000, code="romfs", binary=None):
 
 
 def _soak(board, calls, every, code):
-    path = runner.micropython_binary()
-    if code == "frozen" and not has_frozen(path):
-        raise MeasureError("%s has no frozen jotunheim: build one with "
-                           "tests/bench/build_micropython.py --flavour 32-frozen" % path)
+    path = binary_for(code)
     root = tempfile.mkdtemp(prefix="jotunheim-soak-")
     device, port = start(board, root, code)
     try:
