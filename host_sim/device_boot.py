@@ -210,7 +210,10 @@ def load_shims(config, world):
     for name in shim_names(shims):
         if (MICROPYTHON and name in CPYTHON_ONLY) or not board_has(world.board, name):
             continue
-        if MICROPYTHON:
+        if MICROPYTHON and config.get("frozen_sim"):  # frozen in the binary: host_sim.flash
+            __import__("host_sim.shims." + name)
+            module = sys.modules[name] = sys.modules["host_sim.shims." + name]
+        elif MICROPYTHON:
             module = __import__(name)
         elif name == "time":
             from host_sim import vclock

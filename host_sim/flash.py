@@ -36,6 +36,55 @@ def micropython_binary():
     return found
 
 
+# The simulator's device side, frozen into a MicroPython binary built for measuring RAM
+# (tests/bench/build_micropython.py): its qstrs are then in the binary, as a board's own
+# firmware modules are, and the device code's first qstrs start a small pool as on a
+# board instead of one twice the size of the simulator's last. The digest tells whether
+# the frozen copy is the code of the moment; a stale one is not used.
+SIM_PACKAGE = os.path.join(REPO, "host_sim")
+
+
+def sim_sources():
+    """{module path as frozen ("host_sim/world.py"): bytes}: host_sim and its shims."""
+    files = {}
+    for folder in (SIM_PACKAGE, os.path.join(SIM_PACKAGE, "shims")):
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), "rb") as f:
+                    files[os.path.relpath(os.path.join(folder, name), REPO)
+                          .replace(os.sep, "/")] = f.read()
+    return files
+
+
+def sim_digest(files=None):
+    """SHA-256 (hex) over the simulator's device-side sources."""
+    import hashlib
+    digest = hashlib.sha256()
+    for path, data in sorted((files or sim_sources()).items()):
+        digest.update(path.encode() + b"\0" + data + b"\0")
+    return digest.hexdigest()
+
+
+_frozen_sims = {}  # (binary, its mtime) -> whether it holds the current simulator
+
+
+def frozen_sim(binary):
+    """True if `binary` holds the simulator frozen, in its current version."""
+    key = (binary, os.stat(binary).st_mtime)
+    if key not in _frozen_sims:
+        try:
+            done = subprocess.run([binary, "-c", "import sys; sys.path[:] = ['.frozen']\n"
+                                   "from host_sim import _frozen_digest; "
+                                   "print(_frozen_digest.DIGEST)"],
+                                  capture_output=True, text=True, timeout=30,
+                                  cwd=tempfile.gettempdir())
+            held = done.stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            held = None
+        _frozen_sims[key] = held == sim_digest()
+    return _frozen_sims[key]
+
+
 class Flash:
     """The flash of one device: an image file (micropython) or a directory (cpython)."""
 

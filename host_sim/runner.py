@@ -63,7 +63,7 @@ import time
 from host_sim import boards, scenario
 from host_sim.console import Console
 from host_sim import flash
-from host_sim.flash import DEVICE_BOOT, REPO, Flash, FlashError
+from host_sim.flash import DEVICE_BOOT, REPO, Flash, FlashError, frozen_sim
 from host_sim.linkproxy import LinkProxy
 from host_sim.serialbridge import SerialLines, check_uarts
 from host_sim.remote import (REQUEST_TIMEOUT, ControlChannel, RemoteWorld,  # noqa: F401 (API)
@@ -291,6 +291,7 @@ class Device:
             config["heap_bytes"] = word_factor() * self._board_int("heap_bytes")
             if os.path.exists(self.romfs_path):
                 config["romfs"] = self.romfs_path
+            config["frozen_sim"] = frozen_sim(micropython_binary())
         path = os.path.join(self.root, "config.json")
         with open(path, "w") as f:
             json.dump(config, f, indent=1)
@@ -309,8 +310,12 @@ class Device:
             heap += os.path.getsize(self.romfs_path)
         if self.serial.lines:
             heap += SERIAL_HEAP
-        return [micropython_binary(), "-X", "heapsize=%d" % heap, "-i", DEVICE_BOOT,
-                config_path]
+        binary = micropython_binary()
+        if frozen_sim(binary):  # the simulator runs from the binary (host_sim.flash)
+            return [binary, "-X", "heapsize=%d" % heap, "-i", "-c",
+                    "import sys\nsys.argv[1:] = [%r]\nfrom host_sim import device_boot\n"
+                    "device_boot.start(globals())" % config_path]
+        return [binary, "-X", "heapsize=%d" % heap, "-i", DEVICE_BOOT, config_path]
 
     def _environment(self):
         env = {key: value for key, value in os.environ.items()

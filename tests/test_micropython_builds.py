@@ -25,19 +25,34 @@ def lib_files():
             if path.startswith("/lib/")}
 
 
+def manifest_modules(manifest):
+    """({frozen device module: bytes}, {frozen simulator module: bytes}) of a manifest,
+    whose first line must include asyncio."""
+    with open(manifest) as f:
+        lines = f.read().splitlines()
+    assert lines[0] == 'include("$(MPY_DIR)/extmod/asyncio")'
+    device, sim = {}, {}
+    for line in lines[1:]:
+        module, base = MODULE_LINE.fullmatch(line).groups()
+        with open(os.path.join(base, module), "rb") as f:
+            (sim if module.startswith("host_sim/") else device)[module] = f.read()
+    return device, sim
+
+
+def test_every_flavour_freezes_the_current_simulator(tmp_path):
+    for flavour in build_micropython.FLAVOURS:
+        _, sim = manifest_modules(build_micropython.write_manifest(flavour, str(tmp_path)))
+        digest = sim.pop("host_sim/_frozen_digest.py")
+        assert sim == flash.sim_sources()
+        assert "host_sim/device_boot.py" in sim and "host_sim/shims/machine.py" in sim
+        assert digest == ("DIGEST = %r\n" % flash.sim_digest()).encode()
+
+
 def test_frozen_manifest_names_exactly_the_deployed_lib_files(tmp_path):
     stale = tmp_path / "32-frozen" / "frozen-code" / "jotunheim" / "gone.py"
     stale.parent.mkdir(parents=True)
     stale.write_text("x = 1\n")  # a module of an older run
-    manifest = build_micropython.write_manifest("32-frozen", str(tmp_path))
-    with open(manifest) as f:
-        lines = f.read().splitlines()
-    assert lines[0] == 'include("$(MPY_DIR)/extmod/asyncio")'
-    frozen = {}
-    for line in lines[1:]:
-        module, base = MODULE_LINE.fullmatch(line).groups()
-        with open(os.path.join(base, module), "rb") as f:
-            frozen[module] = f.read()
+    frozen, _ = manifest_modules(build_micropython.write_manifest("32-frozen", str(tmp_path)))
     expected = lib_files()
     assert frozen == expected
     assert any(name.startswith("protocol/") for name in frozen)
@@ -47,12 +62,11 @@ def test_frozen_manifest_names_exactly_the_deployed_lib_files(tmp_path):
 
 
 def test_the_core_flavour_freezes_the_agent_without_its_addons(tmp_path):
-    manifest = build_micropython.write_manifest("32-frozen-core", str(tmp_path))
-    with open(manifest) as f:
-        frozen = {MODULE_LINE.fullmatch(line).group(1) for line in f.read().splitlines()[1:]}
+    frozen, _ = manifest_modules(build_micropython.write_manifest("32-frozen-core",
+                                                                  str(tmp_path)))
     addon_modules = {"jotunheim/%s.py" % name for modules in bundle.ADDON_MODULES.values()
                      for name in modules}
-    assert frozen == set(lib_files()) - addon_modules
+    assert set(frozen) == set(lib_files()) - addon_modules
     assert "jotunheim/agent.py" in frozen and "jotunheim/loki.py" not in frozen
     assert build_micropython.frozen_is_current("32-frozen-core", str(tmp_path))
 
@@ -64,10 +78,9 @@ def test_frozen_code_that_differs_from_the_repository_is_noticed(tmp_path):
     assert not build_micropython.frozen_is_current("64-frozen", str(tmp_path))
 
 
-def test_unfrozen_flavour_freezes_only_asyncio(tmp_path):
-    manifest = build_micropython.write_manifest("32", str(tmp_path))
-    with open(manifest) as f:
-        assert f.read() == 'include("$(MPY_DIR)/extmod/asyncio")\n'
+def test_unfrozen_flavour_freezes_no_device_code(tmp_path):
+    device, sim = manifest_modules(build_micropython.write_manifest("32", str(tmp_path)))
+    assert device == {} and sim
     assert not (tmp_path / "32" / "frozen-code").exists()
 
 
@@ -121,6 +134,40 @@ def test_devices_run_on_the_binary_the_variable_names(monkeypatch, tmp_path):
         2 * runner.load_board("esp32")["heap_bytes"] + runner.SIM_HEAP) in call
         for call in calls)
     assert sum("sys.maxsize" in call for call in calls) == 1  # asked once
+
+
+def frozen_sim_binary(tmp_path, digest):
+    """An executable standing in for a build with the simulator frozen: it answers the
+    digest question with `digest` and runs PATH's micropython with the repository where
+    the frozen modules would be. (path, log of its arguments)."""
+    log = tmp_path / "calls.log"
+    wrapper = tmp_path / "frozen-sim-micropython"
+    wrapper.write_text('#!/bin/sh\necho "$@" >> %s\n'
+                       'case "$*" in *_frozen_digest*) echo %s; exit 0;; esac\n'
+                       'MICROPYPATH=%s:.frozen exec %s "$@"\n'
+                       % (log, digest, flash.REPO, shutil.which("micropython")))
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    return str(wrapper), log
+
+
+@pytest.mark.parametrize("current", [True, False])
+def test_a_binary_holding_the_current_simulator_runs_it(monkeypatch, tmp_path, current):
+    binary, log = frozen_sim_binary(tmp_path, flash.sim_digest() if current else "0" * 64)
+    monkeypatch.setenv(flash.BINARY_VARIABLE, binary)
+    assert flash.frozen_sim(binary) == current
+    device = runner.Device("esp32", str(tmp_path / "device"), runtime="micropython")
+    device.put_files({"/main.py": "import machine, time\n"
+                                  "print('shim', machine.__name__, time.ticks_ms() >= 0)\n"})
+    try:
+        device.start()
+        device.console.wait_for("shim", timeout=30)
+    finally:
+        device.stop()
+    boots = [call for call in log.read_text().splitlines() if "heapsize=" in call]
+    assert boots and all((flash.DEVICE_BOOT in call) != current for call in boots)
+    # the shims come from the frozen package when the simulator is frozen
+    shim_module = "host_sim.shims.machine" if current else "machine"
+    assert "shim %s True" % shim_module in device.console.text()
 
 
 def test_without_the_variable_devices_run_on_paths_micropython(monkeypatch):

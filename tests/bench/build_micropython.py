@@ -18,7 +18,12 @@ Prints the path of the binary (build/micropython/FLAVOUR/micropython).
 #   64-frozen  frozen, in the host's own word size.
 # The frozen manifest is written anew at every build from bundle.source_files(): exactly
 # the files a deploy puts under /lib, copied into the build directory, so the frozen code
-# is the code of the moment. Every flavour freezes extmod/asyncio as the port's standard
+# is the code of the moment. Every flavour also freezes the simulator's device side
+# (host_sim and its shims, host_sim.flash.sim_sources()), which host_sim runs from the
+# binary while it is current: its qstrs are then in the binary as a board's firmware
+# modules are, and the device code's own start a small qstr pool as on a board (from the
+# files, the first would take a pool twice the size of the simulator's last, ~9 KB on
+# 32-bit). Every flavour freezes extmod/asyncio as the port's standard
 # variant does; what the standard variant takes from micropython-lib (mip, ssl wrapper)
 # and the modules that need other submodules (btree, ssl/tls, ffi) are left out: the
 # device code uses none of them. make rebuilds only what changed.
@@ -32,6 +37,7 @@ from results import ROOT, import_paths  # this script's directory
 
 import_paths()
 
+from host_sim import flash  # noqa: E402
 from jotunheim_host import bundle  # noqa: E402
 
 BUILD_ROOT = os.path.join(ROOT, "build", "micropython")
@@ -80,6 +86,17 @@ def write_manifest(flavour, build_root=BUILD_ROOT):
     directory = flavour_dir(flavour, build_root)
     os.makedirs(directory, exist_ok=True)
     lines = ['include("$(MPY_DIR)/extmod/asyncio")']
+    sim = os.path.join(directory, "sim-code")
+    shutil.rmtree(sim, ignore_errors=True)
+    sim_files = flash.sim_sources()
+    sim_files["host_sim/_frozen_digest.py"] = (
+        "DIGEST = %r\n" % flash.sim_digest(sim_files)).encode()
+    for module, data in sorted(sim_files.items()):
+        path = os.path.join(sim, module)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+        lines.append("module(%r, base_path=%r)" % (module, sim))
     if "-frozen" in flavour:
         code = os.path.join(directory, "frozen-code")
         shutil.rmtree(code, ignore_errors=True)  # no file of an older run survives
