@@ -236,6 +236,37 @@ class Setup:
     def op_fault(self, message):
         device_fault(self.world, message["fault"])
 
+    def op_hold_heap(self, message):
+        """Take the device's free heap down to about message["leave"] bytes for message["ms"]
+        of the device's time (memory pressure, as a leaking or greedy neighbour leaves
+        it); the free heap after the hold. It ends by itself, since a device this short of
+        heap may not even read the next request; the console then says "heap released"."""
+        import gc
+        if not hasattr(gc, "mem_free"):
+            raise ValueError("a CPython device has no heap limit to squeeze")
+        clock = self.world.clock
+        held, size = None, 4096  # a chain of pairs: a growing list would need ever more room
+        gc.collect()
+        while size >= 16:
+            if gc.mem_free() - size < message["leave"]:
+                size //= 2
+                continue
+            try:
+                held = (bytearray(size), held)
+            except MemoryError:
+                size //= 2
+        due = clock.uptime_us() + message["ms"] * 1000
+        hold = [held]  # the listener stays (a list being iterated is not changed), empty
+        del held
+
+        def release(now_us):
+            if hold[0] is not None and clock.uptime_us() >= due:
+                hold[0] = None
+                print("heap released")
+        clock.listeners.append(release)
+        gc.collect()
+        return gc.mem_free()
+
     def op_write_file(self, message):
         """Write a text file on the running device's flash (an edit over the air)."""
         with open(message["path"], "w") as f:

@@ -1,5 +1,6 @@
 """The device agent on simulated devices (both runtimes): sessions, authentication,
 bad input, configuration and settings. Calls, faults and power are in test_agent_calls.py."""
+import asyncio
 import json
 
 import pytest
@@ -249,4 +250,29 @@ def test_settings_get_set_validate_persist_and_reload(make_device, runtime):
         saved = json.loads(device.read_file("/settings.json"))
         assert saved["log.level"] == "loud"        # the file is the user's; ...
         assert json.loads(device.read_file("/settings.json.good"))["calls.queue"] == 3
+    run(scenario())
+
+
+def test_a_request_short_of_memory_is_refused_and_the_session_stays(make_device):
+    """MicroPython only: a CPython device has no heap limit to run into."""
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        async with Hub() as hub:
+            device = make_device("micropython")
+            install(device, {"agent.controller": "127.0.0.1:%d" % hub.port})
+            device.start()
+            d = await hub.device()
+            session = d.session
+            name = (await d.settings("device.name"))["device.name"]
+            free = await loop.run_in_executor(None, lambda: device.request(
+                "hold_heap", leave=3000, ms=3000))
+            assert free <= 3000 + 4096
+            with pytest.raises(CallError) as e:  # its checks alone need more than that
+                await d.set_settings(**{"device.name": "Shed"})
+            assert e.value.status_name == "RESOURCE_EXHAUSTED"
+            assert "out of memory answering SettingsSet" in str(e.value)
+            await console_lines_async(device, "heap released")
+            assert (await d.settings("device.name"))["device.name"] == name  # unchanged
+            assert await d.set_settings(**{"device.name": "Shed"}) == {"device.name": "Shed"}
+            assert d.session is session and device.console.text().count("session ended") == 0
     run(scenario())

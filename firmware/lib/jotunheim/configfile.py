@@ -65,6 +65,10 @@ class ConfigFile:
         """Take the file as it is now (missing, say) as the state changed() compares to."""
         self._digest = self._file_digest(self.path)
 
+    def forget(self):
+        """Count the file as not loaded: changed() is True until it is loaded again."""
+        self._digest = None
+
     def changed(self):
         """True when the file differs from what was last loaded, attempted or saved."""
         return self._file_digest(self.path) != self._digest

@@ -40,6 +40,10 @@ def _set(agent, settings, request):
         return {"request_id": request["request_id"], "status": UNAVAILABLE,
                 "message": "settings.json cannot be written: %s" % e}
     if not request["dry_run"]:
-        agent.apply_settings(new)
+        try:
+            agent.apply_settings(new)
+        except MemoryError:  # saved, not applied: the reload check applies the file soon
+            agent.settings_file.forget()
+            raise
     return {"request_id": request["request_id"], "status": OK,
             "values": dict((key, public[key]) for key in values)}

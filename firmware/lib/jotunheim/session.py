@@ -8,7 +8,8 @@
 # Liveness: the session sends Ping when it has sent nothing for a heartbeat interval, and
 # ends when nothing at all has arrived for the peer timeout. A frame that does not decode
 # is answered with Error and the connection stays; broken stream framing ends it (nothing
-# after it can be trusted).
+# after it can be trusted). A request that runs out of memory is answered with Error
+# RESOURCE_EXHAUSTED after the agent sheds its caches; the connection stays.
 import asyncio
 import os
 
@@ -21,6 +22,7 @@ CAPABILITIES = 6
 OK = 0
 INVALID_ARGUMENT = 3
 PERMISSION_DENIED = 7
+RESOURCE_EXHAUSTED = 8
 FAILED_PRECONDITION = 9
 UNIMPLEMENTED = 12
 UNAUTHENTICATED = 16
@@ -192,14 +194,19 @@ class Session:
                 return self._on_hello(fields)  # a new host on a serial line
             return self._error(UNAUTHENTICATED, type_id, fields.get("request_id", 0),
                                "authenticate first")
-        handler = getattr(self, "_on_" + name, None)
-        if handler is not None:
-            return handler(fields)
-        if name == "Hello" and not self.link.speaks_first:
-            return self._on_hello(fields)
-        handler = self.agent.handlers.get(name)
-        if handler is not None:
-            return handler(self, fields)
+        try:
+            handler = getattr(self, "_on_" + name, None)
+            if handler is not None:
+                return handler(fields)
+            if name == "Hello" and not self.link.speaks_first:
+                return self._on_hello(fields)
+            handler = self.agent.handlers.get(name)
+            if handler is not None:
+                return handler(self, fields)
+        except MemoryError:  # this request fails, not the session: say so and go on
+            self.agent.shed()
+            return self._error(RESOURCE_EXHAUSTED, type_id, fields.get("request_id", 0),
+                               "out of memory answering %s" % name)
         if "request_id" in fields:  # a request this device does not serve
             self._error(UNIMPLEMENTED, type_id, fields["request_id"],
                         "%s is not supported by this device" % name)
