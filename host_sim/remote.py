@@ -226,5 +226,11 @@ class RemoteWorld:
         would (the device's firmware sees the change; nothing is kept for the next boot)."""
         self._ask("write_file", path=path, text=text)
 
+    def hold_heap(self, leave, ms):
+        """Memory pressure (MicroPython devices): the free heap is taken down to about
+        `leave` bytes for `ms` of device time, then given back (the console says "heap
+        released"). The free heap during the hold."""
+        return self._ask("hold_heap", leave=leave, ms=ms)
+
     def uptime_us(self):
         return self.clock()["uptime_us"]

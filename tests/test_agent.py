@@ -264,8 +264,8 @@ def test_a_request_short_of_memory_is_refused_and_the_session_stays(make_device)
             d = await hub.device()
             session = d.session
             name = (await d.settings("device.name"))["device.name"]
-            free = await loop.run_in_executor(None, lambda: device.request(
-                "hold_heap", leave=3000, ms=3000))
+            free = await loop.run_in_executor(None, lambda: device.world.hold_heap(3000,
+                                                                                ms=3000))
             assert free <= 3000 + 4096
             with pytest.raises(CallError) as e:  # its checks alone need more than that
                 await d.set_settings(**{"device.name": "Shed"})

@@ -18,6 +18,7 @@ import pytest
 
 from host_sim.clock import Clock
 from host_sim.linkproxy import LinkProxy
+from host_sim.remote import RequestError
 from host_sim.runner import SimError
 from host_sim.shims import network
 from host_sim.world import World, install
@@ -52,6 +53,38 @@ def test_main_runs_from_the_flash_and_its_files_stay(make_device, runtime):
     assert device.console.text().index("boot ran") < device.console.text().index("main ran")
     device.power_cut()
     assert device.read_file("/log.txt") == b"written by main"
+
+
+SQUEEZE_MAIN = """\
+import gc, time
+free = getattr(gc, 'mem_free', lambda: -1)  # CPython has none
+while True:
+    gc.collect()
+    print('free', free())
+    time.sleep_ms(500)
+"""
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_memory_pressure_holds_the_heap_for_a_while(make_device, runtime):
+    device = make_device(runtime, {"main.py": SQUEEZE_MAIN})
+    device.start()
+    printed(device, r"free -?\d+")
+    if runtime == "cpython":
+        with pytest.raises(RequestError, match="no heap limit"):
+            device.world.hold_heap(3000, ms=1000)
+        return
+    before = int(re.findall(r"free (\d+)", device.console.text())[-1])
+    assert before > 20000
+    mark = len(device.console.text())
+    assert device.world.hold_heap(3000, ms=1000) <= 3000 + 4096
+    printed(device, r"heap released")
+    held = [int(n) for n in re.findall(r"free (\d+)", device.console.text()[mark:].split(
+        "heap released")[0])]
+    assert held and min(held) <= 3000 + 4096  # main.py saw the squeeze ...
+    time.sleep(0.6)
+    after = int(re.findall(r"free (\d+)", device.console.text())[-1])
+    assert after > before - 1024  # ... and then the heap back
 
 
 POWER_CUT_MAIN = """\
