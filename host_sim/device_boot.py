@@ -272,25 +272,47 @@ def read_romfs(path):
     return buffer, memoryview(buffer)[:size]
 
 
+_reserve = None  # the board's budget, held from the start of the boot (hold_budget)
+_ballast = None  # and the list that will hold the rest
+
+
+def hold_budget(budget):
+    """Take the board's heap budget as one block while the heap is still empty, before
+    the simulator's modules load and scatter: trim_heap() frees it last, so that what the
+    device gets is one contiguous region as on a freshly booted board."""
+    global _reserve, _ballast
+    if MICROPYTHON and budget:
+        try:
+            _ballast = [None] * 2048
+            _reserve = bytearray(budget - 64)
+        except MemoryError:
+            _reserve = None
+
+
 def trim_heap(budget):
     """Take up what the heap holds beyond `budget`, so that `budget` is what stays free.
 
     Allocated in pieces: the heap is fragmented after the imports."""
+    global _reserve, _ballast
     import gc
+    reserve, _reserve = _reserve, None
+    ballast, _ballast = _ballast, None
     gc.collect()
     if not budget:
         return None
-    if gc.mem_free() < budget:
+    if reserve is None and gc.mem_free() < budget:
         print("warning: the simulator's modules leave %d bytes of heap, %d short of the "
               "board's budget" % (gc.mem_free(), budget - gc.mem_free()))
         return None
     # Hold the budget as one block while the rest is filled, so that what stays free is
     # one contiguous region as on a freshly booted board, not scattered fragments.
-    ballast = [None] * 2048  # allocated first: a list growing late finds no room
-    try:
-        reserve = bytearray(budget - 64)
-    except MemoryError:
-        reserve = None
+    if ballast is None:
+        ballast = [None] * 2048  # allocated first: a list growing late finds no room
+    if reserve is None:
+        try:
+            reserve = bytearray(budget - 64)
+        except MemoryError:
+            reserve = None
     used = 0
     piece = 16384
     while piece >= 16 and used < len(ballast):
@@ -363,6 +385,7 @@ def start(namespace):
     if config.get("op", "boot") != "boot":
         flash_op(config)
         return
+    hold_budget(config.get("heap_bytes"))
     world = build_world(config)
     try:
         load_shims(config, world)
