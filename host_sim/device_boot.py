@@ -232,6 +232,7 @@ def load_shims(config, world):
 
 def enter_flash(config, world):
     """Make the flash the device's filesystem and sys.path a board's."""
+    global _romfs
     import os
     committed = None  # fault injection: a power cut after the Nth flash commit
     if world.control is not None:
@@ -243,7 +244,7 @@ def enter_flash(config, world):
         return
     import vfs
     fs = open_flash(config["flash"], committed)  # opened while the image is reachable
-    world.romfs = read_romfs(config.get("romfs"))
+    world.romfs, _romfs = _romfs, None  # read at the start (hold_budget)
     vfs.umount("/")
     vfs.mount(fs, "/")
     os.chdir("/")
@@ -274,13 +275,18 @@ def read_romfs(path):
 
 _reserve = None  # the board's budget, held from the start of the boot (hold_budget)
 _ballast = None  # and the list that will hold the rest
+_romfs = None    # and the ROMFS image, read before them
 
 
-def hold_budget(budget):
+def hold_budget(config):
     """Take the board's heap budget as one block while the heap is still empty, before
     the simulator's modules load and scatter: trim_heap() frees it last, so that what the
-    device gets is one contiguous region as on a freshly booted board."""
-    global _reserve, _ballast
+    device gets is one contiguous region as on a freshly booted board. The ROMFS image
+    (one large buffer too) is read first."""
+    global _reserve, _ballast, _romfs
+    budget = config.get("heap_bytes")
+    if MICROPYTHON:
+        _romfs = read_romfs(config.get("romfs"))
     if MICROPYTHON and budget:
         try:
             _ballast = [None] * 2048
@@ -385,7 +391,7 @@ def start(namespace):
     if config.get("op", "boot") != "boot":
         flash_op(config)
         return
-    hold_budget(config.get("heap_bytes"))
+    hold_budget(config)
     world = build_world(config)
     try:
         load_shims(config, world)
