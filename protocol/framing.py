@@ -36,11 +36,10 @@ def _check_type(type_id):
 def frame(type_id, payload):
     """Wrap an encoded message in a stream frame."""
     _check_type(type_id)
-    out = bytearray((PREAMBLE,))
-    out.extend(_varint_bytes(len(payload)))
-    out.extend(_varint_bytes(type_id))
-    out.extend(payload)
-    return bytes(out)
+    head = bytearray((PREAMBLE,))
+    head.extend(_varint_bytes(len(payload)))
+    head.extend(_varint_bytes(type_id))
+    return bytes(head) + payload  # one copy of the payload: a small board's heap is tight
 
 
 def _read_varint(buf, pos, width):

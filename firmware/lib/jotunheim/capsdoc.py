@@ -9,24 +9,48 @@ from jotunheim.caps import device_type
 
 
 def encode(registry):
-    """The document of the registry's revision, without request id and live fields."""
-    data = protocol.encode("Capabilities", fields(registry))
+    """The document of the registry's revision, without request id and live fields.
+
+    Encoded a field (a tool) at a time, in field order: concatenated protobuf messages
+    merge into one, the same as encoding the whole document at once, while only one
+    part's dict is in RAM (the hardware section and a dozen tools would otherwise all be
+    at the peak: a small board's heap ran out building it)."""
+    agent = registry.agent
+    parts = [_part(head(registry))]
+    for i in sorted(registry.by_id):
+        parts.append(_part({"tools": [declaration(registry.by_id[i])]}))
+    parts.append(_part({"hardware": agent.profile()["hardware"]}))
+    parts.append(_part(tail(registry)))
+    data = b"".join(parts)
+    parts = None
     gc.collect()
     return data
 
 
-def fields(registry):
+def _part(fields):
+    data = protocol.encode("Capabilities", fields)
+    gc.collect()
+    return data
+
+
+def head(registry):
+    """Fields 2 and 3: revision and device."""
     agent = registry.agent
     board, settings = agent.board, agent.settings
-    tools = [declaration(registry.by_id[i]) for i in sorted(registry.by_id)]
-    limits = board.get("limits") or {}
     return {
         "revision": registry.revision,
         "device": {"id": settings["device.id"], "name": settings["device.name"],
                    "type": device_type(board["type"]), "firmware_version": agent.version,
                    "protocol_version": protocol.PROTOCOL_VERSION, "board": board["name"]},
-        "tools": tools,
-        "hardware": agent.profile()["hardware"],
+    }
+
+
+def tail(registry):
+    """Fields 6 and 7: resources and features."""
+    agent = registry.agent
+    board, settings = agent.board, agent.settings
+    limits = board.get("limits") or {}
+    return {
         "resources": {"max_memory": board.get("heap_bytes", 0),
                       "cpu_mhz": board.get("cpu_mhz", 0),
                       "max_concurrent_tools": settings["calls.concurrency"],

@@ -266,8 +266,8 @@ class Session:
 
     def _on_CapabilitiesRequest(self, fields):
         tools = self.agent.tools
-        self._send(CAPABILITIES, protocol.encode("Capabilities", {
-            "request_id": fields["request_id"]}) + tools.document() + tools.live())
+        self._send(CAPABILITIES, b"".join((protocol.encode("Capabilities", {
+            "request_id": fields["request_id"]}), tools.document(), tools.live())))
 
     def _on_ToolCall(self, fields):
         self.agent.calls.submit(self, fields)
