@@ -38,8 +38,11 @@ def listening(make_device, runtime, settings=None, **options):
 
 # Ports for devices to listen on come from below the kernel's ephemeral range: a port the
 # kernel handed out as free could be taken again as the local port of some outgoing
-# connection before the device binds it. Each process walks its own stretch.
-_PORTS = {"next": 20000 + (os.getpid() % 100) * 120}
+# connection before the device binds it. Each process walks its own stretch: a pytest-xdist
+# worker the one its number gives (gw0, gw1, ...), any other process one by its pid.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_PORTS = {"next": 20000 + (int(_WORKER[2:]) % 12 * 1000 if _WORKER[2:].isdigit()
+                            else os.getpid() % 100 * 120)}
 
 
 def free_port():

