@@ -52,6 +52,27 @@ def _parameter(declared):
     return parameter
 
 
+async def _until_done(future, timeout):
+    """Wait until `future` is done or `timeout` seconds pass, leaving it alone either way
+    (what wait_for(shield(future)) does, without the two tasks and futures it makes on
+    every call: they were a good part of a call's time on the host)."""
+    if future.done():
+        return
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake(_=None):
+        if not waiter.done():
+            waiter.set_result(None)
+    future.add_done_callback(wake)
+    timer = loop.call_later(timeout, wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        future.remove_done_callback(wake)
+
+
 class Call:
     """A tool call on its way: `await call.result()`; `await call.cancel()`."""
 
@@ -65,11 +86,12 @@ class Call:
     async def result(self):
         device = self.device
         try:
-            name, answer = await asyncio.wait_for(asyncio.shield(self._future), self._timeout)
-        except asyncio.TimeoutError:
-            raise CallError(4 if device.connected else 14, "no answer to %s within %g s%s" % (
-                self.tool, self._timeout,
-                "" if device.connected else " (the link to the device is down)")) from None
+            await _until_done(self._future, self._timeout)
+            if not self._future.done():
+                raise CallError(4 if device.connected else 14, "no answer to %s within %g s%s"
+                                % (self.tool, self._timeout, "" if device.connected
+                                   else " (the link to the device is down)"))
+            name, answer = self._future.result()
         finally:
             device._pending.pop(self.request_id, None)
             device._sent.discard(self.request_id)
@@ -329,6 +351,9 @@ class Device:
             # a lost connection: the call stays pending and is sent again on reconnect
 
         answer.add_done_callback(resolved)
+
+        if session.send_nowait("ToolCall", call):
+            return
 
         async def send():
             try:

@@ -98,6 +98,23 @@ class Session:
             self._end("send failed: %s" % e)
             raise ControllerError("send failed: %s" % e) from None
 
+    def send_nowait(self, name, fields):
+        """Send at once if the transport takes data without waiting (TCP with little
+        queued): True; False when send() must be awaited instead. A send that fails
+        ends the session, as send() does."""
+        write = getattr(self.transport, "write_nowait", None)
+        if write is None or self.closed.is_set():
+            return False
+        data = self._frame(name, fields)
+        try:
+            if not write(data):
+                return False
+        except (OSError, RuntimeError) as e:
+            self._end("send failed: %s" % e)
+            return True
+        self.bytes_out += len(data)
+        return True
+
     async def _read_loop(self):
         try:
             while True:

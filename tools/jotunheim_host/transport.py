@@ -13,6 +13,7 @@ import asyncio
 import urllib.parse
 
 DEFAULT_BAUD = 115200
+NOWAIT_QUEUED = 65536  # bytes a TCP transport may hold unsent before a write waits
 
 
 class TransportError(Exception):
@@ -36,6 +37,13 @@ class TcpTransport:
     async def write(self, data):
         self.writer.write(data)
         await self.writer.drain()
+
+    def write_nowait(self, data):
+        """Write without waiting when little is queued (True); False: use write()."""
+        if self.writer.transport.get_write_buffer_size() > NOWAIT_QUEUED:
+            return False
+        self.writer.write(data)
+        return True
 
     def close(self):
         self.writer.close()
