@@ -418,7 +418,7 @@ def _write_scripts(scratch, files, paths):
 # ------------------------------------------------------------------ running mpremote
 
 
-def _mpremote(mpremote, url, args, timeout, on_line=None):
+def run_mpremote(mpremote, url, args, timeout, on_line=None):
     """Run `mpremote connect URL args...`: (returncode, stdout, stderr). on_line(line) is
     called with each line of stdout as it comes; after `timeout` seconds it is killed.
 
@@ -429,6 +429,9 @@ def _mpremote(mpremote, url, args, timeout, on_line=None):
         time.sleep(RAW_REPL_RETRY_S)
         done = _mpremote_once(mpremote, url, args, timeout, on_line)
     return done
+
+
+_mpremote = run_mpremote  # this module's name for it
 
 
 def _mpremote_once(mpremote, url, args, timeout, on_line):

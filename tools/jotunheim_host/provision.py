@@ -22,7 +22,6 @@ import getpass
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -166,22 +165,23 @@ def write_settings(url, data, mpremote="mpremote"):
 
 
 def _mpremote(mpremote, url, args):
-    """mpremote's stdout; its stderr in the error. stdout may hold secrets: never shown."""
+    """mpremote's stdout; its stderr in the error. stdout may hold secrets: never shown.
+    (deploy.run_mpremote: a board that misses the raw REPL once is tried again.)"""
+    from jotunheim_host.deploy import DeployError, run_mpremote
     try:
-        done = subprocess.run([mpremote, "connect", url] + args, capture_output=True,
-                              text=True, timeout=MPREMOTE_TIMEOUT, check=False)
-    except FileNotFoundError:
+        returncode, out, err = run_mpremote(mpremote, url, args, MPREMOTE_TIMEOUT)
+    except DeployError:  # it could not be started
         raise CommandError("%s not found" % mpremote, EXIT_MISSING,
                            hint="pip install -e '.[dev]' installs mpremote") from None
-    except subprocess.TimeoutExpired:
+    if returncode and "(no answer within" in err:
         raise CommandError("the board at %s did not answer within %d s" % (
-            url, MPREMOTE_TIMEOUT), EXIT_RUNTIME) from None
-    if done.returncode:
-        said = (done.stderr.strip() or "(nothing on stderr)").replace("\n", "\n  ")
+            url, MPREMOTE_TIMEOUT), EXIT_RUNTIME)
+    if returncode:
+        said = (err.strip() or "(nothing on stderr)").replace("\n", "\n  ")
         raise CommandError("the board at %s failed; mpremote said:\n  %s" % (url, said),
                            EXIT_RUNTIME, hint="check that the board is connected at %s and "
                            "that no other program has it open" % url)
-    return done.stdout
+    return out
 
 
 # ------------------------------------------------------------------ the verb
