@@ -200,12 +200,14 @@ def test_bytecode_needs_no_march_and_native_code_does():
 
 def test_a_board_that_misses_the_raw_repl_once_is_tried_again(make_device, tmp_path):
     """mpremote against the simulated board, its first attempt failing as it does when a
-    busy board misses Ctrl-C: the deploy goes on with the second."""
+    busy board misses Ctrl-C (printing what the board said meanwhile, then the error): the
+    deploy goes on with the second."""
     import shutil
     log = tmp_path / "calls.log"
     flaky = tmp_path / "flaky-mpremote"
     flaky.write_text('#!/bin/sh\necho call >> %s\n'
                      'if [ ! -e %s.failed ]; then touch %s.failed\n'
+                     '  echo "b\'boot messages\'"\n'
                      '  echo "mpremote: could not enter raw repl" >&2; exit 1; fi\n'
                      'exec %s "$@"\n' % (log, log, log, shutil.which("mpremote")))
     flaky.chmod(0o755)

@@ -423,9 +423,10 @@ def run_mpremote(mpremote, url, args, timeout, on_line=None):
     called with each line of stdout as it comes; after `timeout` seconds it is killed.
 
     A board busy with its program can miss mpremote's Ctrl-C/Ctrl-A: when mpremote could
-    not enter the raw REPL, nothing ran on the board, and it is tried once more."""
+    not enter the raw REPL, nothing ran on the board (what it printed is what the board
+    said meanwhile), and it is tried once more."""
     done = _mpremote_once(mpremote, url, args, timeout, on_line)
-    if done[0] != 0 and not done[1] and "could not enter raw repl" in done[2]:
+    if done[0] != 0 and "could not enter raw repl" in done[2]:
         time.sleep(RAW_REPL_RETRY_S)
         done = _mpremote_once(mpremote, url, args, timeout, on_line)
     return done
