@@ -9,6 +9,7 @@ import time
 
 import protocol
 from jotunheim_host import bundle
+from sim_checks import whole_lines
 
 RUNTIMES = ("micropython", "cpython")
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -65,10 +66,11 @@ def run(coro, timeout=120):
 
 
 def console_lines(device, pattern, count=1, timeout=30):
-    """Wait until the device printed `count` lines matching pattern; their match groups."""
+    """Wait until the device printed `count` lines matching pattern; their match groups.
+    Whole lines only: a line still being printed is not matched half."""
     deadline = time.monotonic() + timeout
     while True:
-        found = re.findall(pattern, device.console.text())
+        found = re.findall(pattern, whole_lines(device.console.text()))
         if len(found) >= count:
             return found
         if time.monotonic() > deadline:

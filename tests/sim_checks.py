@@ -24,11 +24,17 @@ def check_flash_after_cut(device):
     return count
 
 
+def whole_lines(text):
+    """`text` up to its last newline: a line still being printed is not matched half."""
+    return text[:text.rfind("\n") + 1]
+
+
 def printed(device, pattern, since=0, timeout=20):
-    """The groups of the first match of `pattern` in what the device printed after `since`."""
+    """The groups of the first match of `pattern` in what the device printed after `since`
+    (whole lines only)."""
     deadline = time.monotonic() + timeout
     while True:
-        found = re.search(pattern, device.console.text(since))
+        found = re.search(pattern, whole_lines(device.console.text(since)))
         if found:
             return found.groups()
         if time.monotonic() > deadline:
