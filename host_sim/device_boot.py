@@ -288,8 +288,8 @@ def hold_budget(config):
     if MICROPYTHON:
         _romfs = read_romfs(config.get("romfs"))
     if MICROPYTHON and budget:
+        _ballast = [None] * 2048  # first: a list allocated late finds no room
         try:
-            _ballast = [None] * 2048
             _reserve = bytearray(budget - 64)
         except MemoryError:
             _reserve = None
@@ -310,15 +310,8 @@ def trim_heap(budget):
         print("warning: the simulator's modules leave %d bytes of heap, %d short of the "
               "board's budget" % (gc.mem_free(), budget - gc.mem_free()))
         return None
-    # Hold the budget as one block while the rest is filled, so that what stays free is
-    # one contiguous region as on a freshly booted board, not scattered fragments.
-    if ballast is None:
-        ballast = [None] * 2048  # allocated first: a list growing late finds no room
-    if reserve is None:
-        try:
-            reserve = bytearray(budget - 64)
-        except MemoryError:
-            reserve = None
+    # The budget, held as one block since hold_budget(), stays so while the rest is
+    # filled: what stays free is then one contiguous region as on a freshly booted board.
     used = 0
     piece = 16384
     while piece >= 16 and used < len(ballast):

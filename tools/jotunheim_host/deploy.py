@@ -194,7 +194,7 @@ def _probe(mpremote, url, trees):
     script = _PROBE % {"trees": trees, "singles": ["/lib"] + list(ROOT_FILES),
                        "read": [SETTINGS, "/board.json"], "most": MAX_SETTINGS,
                        "packages": [tree.rsplit("/", 1)[1] for tree in trees]}
-    returncode, out, err = _mpremote(mpremote, url, ["exec", script], PROBE_TIMEOUT)
+    returncode, out, err = run_mpremote(mpremote, url, ["exec", script], PROBE_TIMEOUT)
     found = _parse(out)
     if found["name"] is None:
         _fail(url, "did not answer the probe", out, err)
@@ -380,7 +380,7 @@ def _apply(mpremote, url, files, plan, progress):
         checked = plan["write"] + plan["unchanged"] + plan["remove"]
         args += ["exec", _VERIFY % {"paths": checked}]
         size = sum(len(files[path]) for path in plan["write"])
-        returncode, out, err = _mpremote(mpremote, url, args, PROBE_TIMEOUT + size / 1000,
+        returncode, out, err = run_mpremote(mpremote, url, args, PROBE_TIMEOUT + size / 1000,
                                          on_line)
     if returncode:
         _fail(url, "failed while writing (%d of %d files written)" % (count, total), out, err)
@@ -430,9 +430,6 @@ def run_mpremote(mpremote, url, args, timeout, on_line=None):
         time.sleep(RAW_REPL_RETRY_S)
         done = _mpremote_once(mpremote, url, args, timeout, on_line)
     return done
-
-
-_mpremote = run_mpremote  # this module's name for it
 
 
 def _mpremote_once(mpremote, url, args, timeout, on_line):
