@@ -20,15 +20,17 @@ import os
 import random
 
 from jotunheim import VERSION, auth, configfile, ops, port
+from jotunheim.port import const
 
-RELOAD_MS = 2000
-CONNECT_TIMEOUT_MS = 10000
-ROLE_DEVICE = 1
-UNAVAILABLE = 14
+_RELOAD_MS = const(2000)
+_CONNECT_TIMEOUT_MS = const(10000)
+_ROLE_DEVICE = const(1)
+_UNAVAILABLE = const(14)
 LEVELS = ("debug", "info", "warning", "error")  # LogLevel 1, 2, 3, 4
 # settings whose change needs the connection started again
-_RECONNECT = ("agent.mode", "agent.transport", "agent.controller", "agent.listen_port",
-              "agent.uart_id", "agent.uart_baud", "wifi.ssid", "wifi.password", "auth.key")
+_RECONNECT = const(("agent.mode", "agent.transport", "agent.controller",
+                    "agent.listen_port", "agent.uart_id", "agent.uart_baud", "wifi.ssid",
+                    "wifi.password", "auth.key"))
 
 def _settings():
     return port.module("settings")
@@ -46,7 +48,7 @@ def _import_serving():
     from jotunheim.session import Session
 
 
-_BOARD_KEYS = ("name", "type", "limits", "heap_bytes", "cpu_mhz")
+_BOARD_KEYS = const(("name", "type", "limits", "heap_bytes", "cpu_mhz"))
 # add-ons: each module's install(agent) runs at start, where the module is deployed
 ADDONS = ("loki", "streams", "ota")
 
@@ -148,7 +150,7 @@ class Agent:
     def hello(self):
         limits = self.board.get("limits") or {}
         return {"version_min": protocol.PROTOCOL_VERSION_MIN,
-                "version_max": protocol.PROTOCOL_VERSION, "role": ROLE_DEVICE,
+                "version_max": protocol.PROTOCOL_VERSION, "role": _ROLE_DEVICE,
                 "device_id": self.settings["device.id"], "name": self.settings["device.name"],
                 "device_type": caps.device_type(self.board["type"]),
                 "firmware_version": self.version,
@@ -240,7 +242,7 @@ class Agent:
 
     async def _reload(self):
         while True:
-            await port.sleep_ms(RELOAD_MS)
+            await port.sleep_ms(_RELOAD_MS)
             try:
                 self._reload_changed()
             except Exception as e:  # noqa: BLE001 - out of memory, say: try again later
@@ -304,7 +306,7 @@ class Agent:
                 duty.sleep(self._sleep_ms)
                 return
             for session in self.sessions:
-                session.goodbye(UNAVAILABLE, "rebooting" if self._rebooting
+                session.goodbye(_UNAVAILABLE, "rebooting" if self._rebooting
                                 else "settings changed")
             await port.sleep_ms(50)  # goodbyes go out
             work.cancel()
@@ -356,8 +358,8 @@ class Agent:
         self.log("agent.controller is empty: nowhere to dial (jotunheim provision sets it)",
                  "warning")
         while True:
-            self.alive(RELOAD_MS * 4)
-            await port.sleep_ms(RELOAD_MS)
+            self.alive(_RELOAD_MS * 4)
+            await port.sleep_ms(_RELOAD_MS)
 
     async def serve(self, link):
         session = Session(self, link)
@@ -379,7 +381,7 @@ class Agent:
 
     async def open_tcp(self, host, port_number):
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port_number), CONNECT_TIMEOUT_MS / 1000)
+            asyncio.open_connection(host, port_number), _CONNECT_TIMEOUT_MS / 1000)
         return TcpLink(reader, writer, self.limits.max_frame)
 
     async def _dial(self):
@@ -387,7 +389,7 @@ class Agent:
         host, port_number = network.split_address(self.settings["agent.controller"])
         attempt = 0
         while True:
-            self.alive(CONNECT_TIMEOUT_MS)
+            self.alive(_CONNECT_TIMEOUT_MS)
             try:
                 link = await self.open_tcp(host, port_number)
             except (OSError, asyncio.TimeoutError) as e:
@@ -402,7 +404,7 @@ class Agent:
             attempt += 1
             delay = self.backoff_ms(attempt)
             self.log("reconnecting in %d ms (attempt %d)" % (delay, attempt))
-            self.alive(delay + CONNECT_TIMEOUT_MS)
+            self.alive(delay + _CONNECT_TIMEOUT_MS)
             await port.sleep_ms(delay)
             await network.join(self)
 
@@ -413,8 +415,8 @@ class Agent:
         self.log("listening on port %d" % port_number)
         try:
             while True:
-                self.alive(RELOAD_MS * 4)
-                await port.sleep_ms(RELOAD_MS)
+                self.alive(_RELOAD_MS * 4)
+                await port.sleep_ms(_RELOAD_MS)
         finally:
             server.close()
 

@@ -10,10 +10,11 @@ import socket
 
 import protocol
 from jotunheim import port
+from jotunheim.port import const
 
 QUERY = b"JOTUNHEIM?"
 ANSWER = b"JOTUNHEIM!"
-POLL_MS = 250
+_POLL_MS = const(250)
 
 
 def reply(agent):
@@ -46,7 +47,7 @@ async def serve(agent):
             try:
                 data, sender = sock.recvfrom(64)
             except OSError:  # nothing waiting (EAGAIN)
-                await port.sleep_ms(POLL_MS)
+                await port.sleep_ms(_POLL_MS)
                 continue
             if data[:len(QUERY)] != QUERY:
                 continue

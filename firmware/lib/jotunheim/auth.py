@@ -2,7 +2,9 @@
 # hashlib.sha256 but no hmac module, so HMAC (RFC 2104) is spelled out here.
 import hashlib
 
-_BLOCK = 64
+from jotunheim.port import const
+
+_BLOCK = const(64)
 
 
 def hmac_sha256(key, message):

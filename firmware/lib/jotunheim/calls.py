@@ -22,20 +22,21 @@ import asyncio
 
 import protocol
 from jotunheim import args as args_mod, port
+from jotunheim.port import const
 
-OK = 0
-CANCELLED = 1
-INVALID_ARGUMENT = 3
-DEADLINE_EXCEEDED = 4
-NOT_FOUND = 5
-RESOURCE_EXHAUSTED = 8
-ABORTED = 10
-INTERNAL = 13
-UNAVAILABLE = 14
-TOOL_RESULT = 17
-SEEN_KEYS = 32        # keys of forgotten results, for late retries
-USER = 3              # ToolKind TOOL_SCRIPT: user work
-FAIR = 2              # system calls started in a row while user work waits
+_OK = const(0)
+_CANCELLED = const(1)
+_INVALID_ARGUMENT = const(3)
+_DEADLINE_EXCEEDED = const(4)
+_NOT_FOUND = const(5)
+_RESOURCE_EXHAUSTED = const(8)
+_ABORTED = const(10)
+_INTERNAL = const(13)
+_UNAVAILABLE = const(14)
+_TOOL_RESULT = const(17)
+_SEEN_KEYS = const(32)        # keys of forgotten results, for late retries
+_USER = const(3)              # ToolKind TOOL_SCRIPT: user work
+_FAIR = const(2)              # system calls started in a row while user work waits
 
 
 class _Call:
@@ -69,7 +70,7 @@ class Calls:
         """Take a decoded ToolCall from a session; answers go back through it."""
         key = (session.peer_id, call["request_id"])
         if key in self.results:
-            session.send_payload(TOOL_RESULT, self.results[key][0])
+            session.send_payload(_TOOL_RESULT, self.results[key][0])
             self._delivered(key)
             return
         known = self.running.get(key) or self._queued(key)
@@ -77,17 +78,17 @@ class Calls:
             known.session = session  # a retry after reconnect: answer it there
             return
         if key in self.seen:
-            return self._answer(session, key, ABORTED, None,
+            return self._answer(session, key, _ABORTED, None,
                                 "request %d ran already; its result is no longer kept"
                                 % key[1])
         tool = self.agent.tools.find(call)
         if tool is None:
-            return self._answer(session, key, NOT_FOUND, None, "no tool %s" % call.get(
+            return self._answer(session, key, _NOT_FOUND, None, "no tool %s" % call.get(
                 "tool_name", call.get("tool_id")))
         try:
             args = args_mod.check_args(tool.params, call["args"], call["positional"])
         except args_mod.ArgumentError as e:
-            return self._answer(session, key, INVALID_ARGUMENT, None,
+            return self._answer(session, key, _INVALID_ARGUMENT, None,
                                 "%s: %s" % (tool.name, e))
         if tool.fixed:
             for name in tool.fixed:
@@ -100,7 +101,7 @@ class Calls:
         elif len(self.queue) < settings["calls.queue"]:
             self.queue.append(item)
         else:
-            self._answer(session, key, RESOURCE_EXHAUSTED, None,
+            self._answer(session, key, _RESOURCE_EXHAUSTED, None,
                          "%d calls running and %d waiting: try again later" % (
                              len(self.running), len(self.queue)))
 
@@ -109,7 +110,7 @@ class Calls:
         item = self._queued(key)
         if item is not None:
             self.queue.remove(item)
-            self._finish(item, CANCELLED, None, "cancelled while waiting")
+            self._finish(item, _CANCELLED, None, "cancelled while waiting")
         elif key in self.running:
             self.running[key].task.cancel()
 
@@ -124,7 +125,7 @@ class Calls:
                 item.session = session
         for key in self.order:
             if key[0] == session.peer_id and not self.results[key][1]:
-                session.send_payload(TOOL_RESULT, self.results[key][0])
+                session.send_payload(_TOOL_RESULT, self.results[key][0])
                 self._delivered(key)
 
     def detach(self, session):
@@ -164,7 +165,7 @@ class Calls:
             return self._finish(item, *self._failure(item, e))
         self._starting = None
         if not hasattr(result, "send"):
-            return self._finish(item, OK, result, "")
+            return self._finish(item, _OK, result, "")
         item.task = asyncio.create_task(self._run(item, result))
 
     async def _run(self, item, coroutine):
@@ -176,35 +177,35 @@ class Calls:
         except asyncio.CancelledError as e:  # a BaseException on CPython 3.8+
             self._finish(item, *self._failure(item, e))
         else:
-            self._finish(item, OK, value, "")
+            self._finish(item, _OK, value, "")
         self._next()
 
     def _failure(self, item, e):
         """(status, value, error) of a call that raised e."""
         name = item.tool.name
         if isinstance(e, asyncio.TimeoutError):
-            return DEADLINE_EXCEEDED, None, "%s did not finish within its deadline" % name
+            return _DEADLINE_EXCEEDED, None, "%s did not finish within its deadline" % name
         if isinstance(e, asyncio.CancelledError):
-            return CANCELLED, None, "cancelled"
+            return _CANCELLED, None, "cancelled"
         if isinstance(e, MemoryError):  # a limit of its own says which, with its reason
-            return RESOURCE_EXHAUSTED, None, "%s ran out of memory%s" % (
+            return _RESOURCE_EXHAUSTED, None, "%s ran out of memory%s" % (
                 name, ": %s" % e if e.args else "")
         if isinstance(e, (ValueError, TypeError)):
-            return INVALID_ARGUMENT, None, "%s: %s" % (name, e)
+            return _INVALID_ARGUMENT, None, "%s: %s" % (name, e)
         if isinstance(e, OSError):
-            return UNAVAILABLE, None, "%s: %s" % (name, e)
-        return INTERNAL, None, "%s: %s: %s" % (name, type(e).__name__, e)
+            return _UNAVAILABLE, None, "%s: %s" % (name, e)
+        return _INTERNAL, None, "%s: %s: %s" % (name, type(e).__name__, e)
 
     def _fits(self, item):
         """Whether item may start now (user calls leave one slot to system work)."""
         most = self.agent.settings["calls.concurrency"]
         if len(self.running) >= most:
             return False
-        if item.tool.kind != USER:
+        if item.tool.kind != _USER:
             return True
         users = 0
         for other in self.running.values():
-            if other.tool.kind == USER:
+            if other.tool.kind == _USER:
                 users += 1
         return users < max(1, most - 1)
 
@@ -213,16 +214,16 @@ class Calls:
             chosen = None
             user = None
             for item in self.queue:
-                if item.tool.kind == USER:
+                if item.tool.kind == _USER:
                     if user is None and self._fits(item):
                         user = item
                 elif chosen is None and self._fits(item):
                     chosen = item
             waiting = False
             for item in self.queue:
-                if item.tool.kind == USER:
+                if item.tool.kind == _USER:
                     waiting = True
-            if user is not None and (chosen is None or self.streak >= FAIR):
+            if user is not None and (chosen is None or self.streak >= _FAIR):
                 chosen = user
             if chosen is None:
                 return
@@ -238,27 +239,27 @@ class Calls:
 
     def _answer(self, session, key, status, value, error):
         fields = {"request_id": key[1], "status": status, "error": error}
-        if status == OK and value is not None:
+        if status == _OK and value is not None:
             fields["value"] = value
         try:
             payload = protocol.encode("ToolResult", fields)
         except (protocol.ProtocolError, TypeError, ValueError) as e:
             payload = protocol.encode("ToolResult", {
-                "request_id": key[1], "status": INTERNAL,
+                "request_id": key[1], "status": _INTERNAL,
                 "error": "the result cannot be sent: %s" % e})
         if session is not None and len(payload) > session.peer_max_frame:
             payload = protocol.encode("ToolResult", {
-                "request_id": key[1], "status": RESOURCE_EXHAUSTED,
+                "request_id": key[1], "status": _RESOURCE_EXHAUSTED,
                 "error": "result of %d bytes exceeds the peer's frame limit" % len(payload)})
         sent = False
         if session is not None:
             try:
-                sent = session.send_payload(TOOL_RESULT, payload)
+                sent = session.send_payload(_TOOL_RESULT, payload)
             except MemoryError:  # no room to frame it: say so rather than never answer
                 payload = protocol.encode("ToolResult", {
-                    "request_id": key[1], "status": RESOURCE_EXHAUSTED,
+                    "request_id": key[1], "status": _RESOURCE_EXHAUSTED,
                     "error": "no memory to send a result of %d bytes" % len(payload)})
-                sent = session.send_payload(TOOL_RESULT, payload)
+                sent = session.send_payload(_TOOL_RESULT, payload)
         self._keep(key, payload)
         if sent:
             self._delivered(key)
@@ -272,7 +273,7 @@ class Calls:
             old = self.order.pop(0)
             self.kept_bytes -= len(self.results.pop(old)[0])
             self.seen.append(old)
-            if len(self.seen) > SEEN_KEYS:
+            if len(self.seen) > _SEEN_KEYS:
                 self.seen.pop(0)
 
     def _delivered(self, key):

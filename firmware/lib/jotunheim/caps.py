@@ -11,14 +11,15 @@
 # jotunheim.capsdoc builds it, loaded for that only.
 import protocol
 from jotunheim import ops, port
+from jotunheim.port import const
 
-BUILTIN = 1      # ToolKind numbers: the enum names would load protocol.enums
+_BUILTIN = const(1)      # ToolKind numbers: the enum names would load protocol.enums
 CONFIGURED = 2
-DEVICE_TYPES = ("ESP32", "ESP8266", "PICO_W", "LINUX")  # DeviceType 1, 2, 3, 4
+_DEVICE_TYPES = const(("ESP32", "ESP8266", "PICO_W", "LINUX"))  # DeviceType 1, 2, 3, 4
 
 
 def device_type(name):
-    return DEVICE_TYPES.index(name) + 1 if name in DEVICE_TYPES else 0
+    return _DEVICE_TYPES.index(name) + 1 if name in _DEVICE_TYPES else 0
 
 
 class Tool:
@@ -46,7 +47,7 @@ def builtin_tools():
             plist.append(made[p])
         if returns not in made:
             made[returns] = {"type": returns}
-        tools.append(Tool(name, BUILTIN, description, tuple(plist), made[returns], function))
+        tools.append(Tool(name, _BUILTIN, description, tuple(plist), made[returns], function))
     return tools
 
 

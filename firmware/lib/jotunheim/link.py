@@ -7,10 +7,11 @@
 # the host's Hello instead, and a new Hello starts a new session on the same line.
 import protocol
 from jotunheim import port
+from jotunheim.port import const
 
-READ_SIZE = 512
-READ_BUFFER = 256  # MicroPython's per-connection buffer (a small heap is fragmented)
-UART_POLL_MS = 5
+_READ_SIZE = const(512)
+_READ_BUFFER = const(256)  # MicroPython's per-connection buffer (a small heap is fragmented)
+_UART_POLL_MS = const(5)
 
 
 class TcpLink:
@@ -24,14 +25,14 @@ class TcpLink:
         # MicroPython's streams read into one small buffer kept for the connection: a
         # fresh READ_SIZE block for every read is what a small fragmented heap fails to
         # find, and a bigger buffer kept for good splits the room a script compiles in
-        self._buf = bytearray(READ_BUFFER) if hasattr(reader, "readinto") else None
+        self._buf = bytearray(_READ_BUFFER) if hasattr(reader, "readinto") else None
 
     def frame(self, type_id, payload):
         return protocol.frame(type_id, payload)
 
     async def read(self):
         if self._buf is None:  # CPython's StreamReader has no readinto
-            data = await self.reader.read(READ_SIZE)
+            data = await self.reader.read(_READ_SIZE)
         else:
             data = memoryview(self._buf)[:await self.reader.readinto(self._buf)]
         if not data:
@@ -69,11 +70,11 @@ class SerialLink:
         while True:
             n = self.uart.any()
             if n:
-                frames = self.decoder.feed(self.uart.read(min(n, READ_SIZE)))
+                frames = self.decoder.feed(self.uart.read(min(n, _READ_SIZE)))
                 if frames:
                     return frames
             else:
-                await port.sleep_ms(UART_POLL_MS)
+                await port.sleep_ms(_UART_POLL_MS)
 
     async def write(self, data):
         self.uart.write(data)

@@ -6,13 +6,14 @@ registered, else by the first script request."""
 import os
 
 from jotunheim import port
+from jotunheim.port import const
 
-REQUESTS = ("ScriptRegister", "ScriptUnregister", "ScriptList", "ChildrenStatusRequest")
+_REQUESTS = const(("ScriptRegister", "ScriptUnregister", "ScriptList", "ChildrenStatusRequest"))
 
 
 def install(agent):
     """Serve Loki's requests; put the scripts registered on the flash in force as tools."""
-    for request in REQUESTS:
+    for request in _REQUESTS:
         agent.handlers[request] = _handler(agent, request)
     try:
         registered = [n for n in os.listdir(agent.root + "scripts") if n.endswith(".json")]

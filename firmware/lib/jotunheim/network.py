@@ -5,8 +5,9 @@
 import asyncio
 
 from jotunheim import port
+from jotunheim.port import const
 
-POLL_MS = 100
+_POLL_MS = const(100)
 _ERRNO = {103: "connection aborted", 104: "connection reset", 110: "timed out",
           111: "connection refused", 113: "no route to host"}
 
@@ -45,7 +46,7 @@ async def join(agent):
     attempt = 0
     while True:
         attempt += 1
-        agent.alive(int(settings["wifi.timeout_s"] * 1000) + POLL_MS)
+        agent.alive(int(settings["wifi.timeout_s"] * 1000) + _POLL_MS)
         if await _try(wlan, settings):
             agent.log("joined %s as %s" % (settings["wifi.ssid"], wlan.ifconfig()[0]))
             return
@@ -53,7 +54,7 @@ async def join(agent):
             settings["wifi.ssid"], wlan.status(), attempt), "warning")
         # after wifi.retries quick attempts, keep trying at the reconnect ceiling
         delay = agent.backoff_ms(attempt if attempt <= settings["wifi.retries"] else 99)
-        agent.alive(delay + POLL_MS)
+        agent.alive(delay + _POLL_MS)
         await port.sleep_ms(delay)
 
 
@@ -66,7 +67,7 @@ async def _try(wlan, settings):
     while waited < settings["wifi.timeout_s"] * 1000:
         if wlan.isconnected():
             return True
-        await port.sleep_ms(POLL_MS)
-        waited += POLL_MS
+        await port.sleep_ms(_POLL_MS)
+        waited += _POLL_MS
     wlan.disconnect()
     return False

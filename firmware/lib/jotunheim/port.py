@@ -10,6 +10,12 @@ import time
 
 MICROPYTHON = sys.implementation.name == "micropython"
 
+if MICROPYTHON:
+    from micropython import const  # noqa: F401 - for the modules: `_NAME = const(1)`
+else:  # CPython: a constant is its value
+    def const(value):
+        return value
+
 if hasattr(time, "ticks_ms"):
     ticks_ms = time.ticks_ms
     ticks_diff = time.ticks_diff

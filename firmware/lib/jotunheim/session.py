@@ -15,20 +15,24 @@ import os
 
 import protocol
 from jotunheim import auth, port
+from jotunheim.port import const
 
-HELLO = 1
-CAPABILITIES = 6
+_HELLO = const(1)
+_CAPABILITIES = const(6)
 
-OK = 0
-INVALID_ARGUMENT = 3
-PERMISSION_DENIED = 7
-RESOURCE_EXHAUSTED = 8
-FAILED_PRECONDITION = 9
-UNIMPLEMENTED = 12
-UNAUTHENTICATED = 16
+_OK = const(0)
+_INVALID_ARGUMENT = const(3)
+_PERMISSION_DENIED = const(7)
+_RESOURCE_EXHAUSTED = const(8)
+_FAILED_PRECONDITION = const(9)
+_UNIMPLEMENTED = const(12)
+_UNAUTHENTICATED = const(16)
 
-_WAIT_HELLO, _WAIT_AUTH, _READY, _CLOSED = 0, 1, 2, 3
-_BEFORE_AUTH = ("AuthResponse", "Ping", "Goodbye", "Pong")
+_WAIT_HELLO = const(0)
+_WAIT_AUTH = const(1)
+_READY = const(2)
+_CLOSED = const(3)
+_BEFORE_AUTH = const(("AuthResponse", "Ping", "Goodbye", "Pong"))
 
 
 class Session:
@@ -181,18 +185,18 @@ class Session:
         try:
             name, fields = protocol.decode_payload(type_id, payload, self.agent.limits)
         except protocol.UnknownMessageType:
-            return self._error(UNIMPLEMENTED, type_id, 0, "unknown message type %d" % type_id)
+            return self._error(_UNIMPLEMENTED, type_id, 0, "unknown message type %d" % type_id)
         except protocol.ProtocolError as e:
-            return self._error(INVALID_ARGUMENT, type_id, 0, str(e))
+            return self._error(_INVALID_ARGUMENT, type_id, 0, str(e))
         if self.state == _WAIT_HELLO:
             if name != "Hello":
-                self._error(FAILED_PRECONDITION, type_id, 0, "the first frame must be Hello")
+                self._error(_FAILED_PRECONDITION, type_id, 0, "the first frame must be Hello")
                 return self.end("the controller did not start with Hello")
             return self._on_hello(fields)
         if self.state == _WAIT_AUTH and name not in _BEFORE_AUTH:
             if name == "Hello" and not self.link.speaks_first:
                 return self._on_hello(fields)  # a new host on a serial line
-            return self._error(UNAUTHENTICATED, type_id, fields.get("request_id", 0),
+            return self._error(_UNAUTHENTICATED, type_id, fields.get("request_id", 0),
                                "authenticate first")
         try:
             handler = getattr(self, "_on_" + name, None)
@@ -205,10 +209,10 @@ class Session:
                 return handler(self, fields)
         except MemoryError:  # this request fails, not the session: say so and go on
             self.agent.shed()
-            return self._error(RESOURCE_EXHAUSTED, type_id, fields.get("request_id", 0),
+            return self._error(_RESOURCE_EXHAUSTED, type_id, fields.get("request_id", 0),
                                "out of memory answering %s" % name)
         if "request_id" in fields:  # a request this device does not serve
-            self._error(UNIMPLEMENTED, type_id, fields["request_id"],
+            self._error(_UNIMPLEMENTED, type_id, fields["request_id"],
                         "%s is not supported by this device" % name)
 
     def _error(self, status, type_id, request_id, message):
@@ -224,7 +228,7 @@ class Session:
         try:
             protocol.negotiate_version(agent.hello(), peer)
         except protocol.ProtocolError as e:
-            self._error(FAILED_PRECONDITION, HELLO, 0, str(e))
+            self._error(_FAILED_PRECONDITION, _HELLO, 0, str(e))
             return self.end("no common protocol version")
         self.peer_id = peer["device_id"]
         self.peer_max_frame = peer["max_frame"] or 4096
@@ -237,15 +241,15 @@ class Session:
 
     def _on_AuthResponse(self, fields):
         if self.state != _WAIT_AUTH:
-            return self._error(FAILED_PRECONDITION, 3, 0, "no authentication was asked for")
+            return self._error(_FAILED_PRECONDITION, 3, 0, "no authentication was asked for")
         device_id = self.agent.settings["device.id"].encode()
         expected = auth.hmac_sha256(self.key, self.nonce + fields["client_nonce"] + device_id)
         if len(fields["client_nonce"]) < 8 or not auth.equal(expected, fields["mac"]):
             self.refused = True
-            self.send("AuthResult", {"status": PERMISSION_DENIED,
+            self.send("AuthResult", {"status": _PERMISSION_DENIED,
                                      "message": "authentication failed"})
             return self.end("authentication refused")
-        self.send("AuthResult", {"status": OK, "mac": auth.hmac_sha256(
+        self.send("AuthResult", {"status": _OK, "mac": auth.hmac_sha256(
             self.key, fields["client_nonce"] + self.nonce)})
         self._become_ready()
 
@@ -266,7 +270,7 @@ class Session:
 
     def _on_CapabilitiesRequest(self, fields):
         tools = self.agent.tools
-        self._send(CAPABILITIES, b"".join((protocol.encode("Capabilities", {
+        self._send(_CAPABILITIES, b"".join((protocol.encode("Capabilities", {
             "request_id": fields["request_id"]}), tools.document(), tools.live())))
 
     def _on_ToolCall(self, fields):
