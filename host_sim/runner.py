@@ -402,9 +402,11 @@ class Device:
                 return  # from a boot that is over
             if message.get("booted"):
                 self.console.boot_done()
+                due = {}  # faults at one time act together, in the scenario's order
                 for fault in scenario.timed_faults(self.scenario, self.boots):
-                    timer = threading.Timer(fault["after_s"], self._timed_fault,
-                                            (fault, self._process))
+                    due.setdefault(fault["after_s"], []).append(fault)
+                for after_s, faults in due.items():
+                    timer = threading.Timer(after_s, self._timed_faults, (faults, self._process))
                     timer.daemon = True
                     timer.start()
             elif "reset" in message:
@@ -427,10 +429,11 @@ class Device:
         with self._lock:
             self._both_halves(fault)
 
-    def _timed_fault(self, fault, process):
+    def _timed_faults(self, faults, process):
         with self._lock:
             if process is self._process:  # that boot still runs
-                self._both_halves(fault)
+                for fault in faults:
+                    self._both_halves(fault)
 
     def _both_halves(self, fault):
         self._host_half(fault)
