@@ -19,6 +19,13 @@ import time
 import tty
 
 LOG_LIMIT = 1 << 20  # bytes of output kept
+# A Ctrl-C for the device waits (at most this long) until its process sleeps in a system
+# call. The unix port takes SIGINT as a jump out of whatever C code runs at that moment
+# (MICROPY_ASYNC_KBD_INTR); one that lands in a garbage collection leaves the heap locked
+# for good ("MemoryError: heap is locked", then "FATAL: uncaught NLR"). A board raises
+# KeyboardInterrupt at the next bytecode instead; a process waiting for input or a timer
+# is at such a point. A loop that never sleeps gets its Ctrl-C when the wait is over.
+CTRL_C_WAIT_S = 0.2
 
 
 def _raw_terminal(fd):
@@ -27,6 +34,23 @@ def _raw_terminal(fd):
     attrs = termios.tcgetattr(fd)
     attrs[3] |= termios.ISIG | termios.NOFLSH
     termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+def _wait_asleep(pid, limit_s):
+    """Wait until process `pid` sleeps in a system call (state S in /proc), at most
+    limit_s; False if it did not (or /proc cannot tell)."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            with open("/proc/%d/stat" % pid, "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        if state == b"S":
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.0005)
 
 
 class Console:
@@ -227,6 +251,8 @@ class Console:
             self._held += data
 
     def _flush_backlog(self):
+        if 3 in self._backlog and self._process is not None:
+            _wait_asleep(self._process.pid, CTRL_C_WAIT_S)
         try:
             written = os.write(self._master, self._backlog) if self._backlog else 0
         except (BlockingIOError, InterruptedError):

@@ -210,6 +210,33 @@ def test_friendly_repl_paste_mode_and_ctrl_c(make_device, runtime):
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
+def test_ctrl_c_amid_garbage_collections_leaves_a_working_repl(make_device, runtime):
+    # The unix port jumps out of whatever C code runs when SIGINT comes; in a collection
+    # that would leave the heap locked. The console holds a Ctrl-C until the device sleeps.
+    loop = b"while True: gc.collect(); time.sleep_ms(1)\r\r"
+    device = make_device(runtime, {"main.py": "import gc, time\n"
+                                              "junk = [bytearray(48) for i in range(600)]\n"
+                                              "print('collecting')\n" + loop.decode()[:-2]
+                                              .replace("\r", "\n") + "\n"})
+    device.start()
+    printed(device, r"collecting")
+    with socket.create_connection(("127.0.0.1", device.repl_port)) as console:
+        def typed(data, expect):
+            mark = device.console.mark()
+            console.sendall(data)
+            device.console.wait_for(expect, since=mark)
+        for i in range(12):
+            time.sleep(random.uniform(0.02, 0.1))
+            typed(b"\x03", b"KeyboardInterrupt")
+            typed(b"\r", b">>> ")
+            typed(loop, b"... ")
+        typed(b"\x03", b"KeyboardInterrupt")
+        typed(b"print('still', len(junk))\r", b"still 600")
+    assert "heap is locked" not in device.console.text()
+    assert device.boots == 1
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
 def test_mpremote_copies_runs_and_reads_back(make_device, runtime, tmp_path):
     device = make_device(runtime, {"main.py": "import time\nprint('main runs')\n"
                                               "while True:\n    time.sleep_ms(20)\n"})

@@ -1,10 +1,10 @@
 # The `time` module of a simulated device: MicroPython's time API on the virtual clock.
 #
 # Ticks and sleeps read and move the clock of the current World (host_sim.world.current()):
-# a sleep advances the clock and returns at once. Wall time (time(), localtime()) is the
-# clock's wall time counted from the board's epoch, 2000-01-01 unless the board profile
-# says {"epoch": 1970} (MicroPython's rp2 and unix ports, a Linux board); boards keep UTC,
-# so localtime() is gmtime(), as 8-tuples.
+# a sleep advances the clock and returns at once (resting now and then: REST_MS below).
+# Wall time (time(), localtime()) is the clock's wall time counted from the board's epoch,
+# 2000-01-01 unless the board profile says {"epoch": 1970} (MicroPython's rp2 and unix
+# ports, a Linux board); boards keep UTC, so localtime() is gmtime(), as 8-tuples.
 #
 # Installing it: on the MicroPython unix port this file shadows the built-in `time` because
 # host_sim/shims comes first on sys.path (the built-in stays reachable as `utime`). CPython
@@ -13,6 +13,8 @@
 # this module lacks (monotonic, perf_counter, struct_time, what the stdlib and asyncio
 # need) are then read from the real module. Imported as host_sim.shims.time (pytest) it
 # leaves the stdlib alone.
+import sys as _sys
+
 from host_sim import world as _world
 from host_sim.clock import ticks_add, ticks_diff  # noqa: F401 - part of this module's API
 
@@ -39,15 +41,52 @@ def ticks_cpu():
 
 
 def sleep(seconds):
-    _clock().advance(round(seconds * 1000000))
+    _sleep(round(seconds * 1000000))
 
 
 def sleep_ms(ms):
-    _clock().advance(_whole(ms) * 1000)
+    _sleep(_whole(ms) * 1000)
 
 
 def sleep_us(us):
-    _clock().advance(_whole(us))
+    _sleep(_whole(us))
+
+
+# A device process on an unpaced clock rests REST_MS of real time in a system call once
+# every REST_EVERY_MS of real time it spends in blocking sleeps: virtual time runs at
+# nearly full speed still, and the console (host_sim.console) finds a moment to deliver a
+# Ctrl-C where the unix port can take it (not in the middle of a garbage collection).
+REST_MS = 2
+REST_EVERY_MS = 50
+_rest = [None, None]  # the poll object a MicroPython device rests on; real ms of the last
+
+
+def _sleep(us):
+    """Move the clock on: a paced clock waits for real time itself."""
+    clock = _clock()
+    clock.advance(us)
+    if getattr(clock, "factor", None) is None and us > 0:
+        _rest_now_and_then()
+
+
+def _rest_now_and_then():
+    if _host is not None:  # a CPython device process
+        now = int(_host.monotonic() * 1000)
+    elif _sys.implementation.name == "micropython":
+        import utime
+        now = utime.ticks_ms()
+    else:  # imported in a host process (pytest): nothing to rest
+        return
+    if _rest[1] is not None and ticks_diff(now, _rest[1]) < REST_EVERY_MS:
+        return
+    if _host is not None:
+        _host.sleep(REST_MS / 1000)
+    else:
+        if _rest[0] is None:
+            import select
+            _rest[0] = select.poll()
+        _rest[0].poll(REST_MS)
+    _rest[1] = now
 
 
 def _whole(n):
