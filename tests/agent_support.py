@@ -8,7 +8,7 @@ import socket
 import time
 
 import protocol
-from jotunheim_host import bundle
+from jotunheim_host import bundle, demo
 from sim_checks import whole_lines
 
 RUNTIMES = ("micropython", "cpython")
@@ -42,22 +42,16 @@ def listening(make_device, runtime, settings=None, **options):
 # connection before the device binds it. Each process walks its own stretch: a pytest-xdist
 # worker the one its number gives (gw0, gw1, ...), any other process one by its pid.
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_STRETCH = range(20000, 32000)
 _PORTS = {"next": 20000 + (int(_WORKER[2:]) % 12 * 1000 if _WORKER[2:].isdigit()
                             else os.getpid() % 100 * 120)}
 
 
 def free_port():
     """A loopback TCP port nothing listens on, outside the ephemeral range."""
-    for _ in range(12000):
-        port = _PORTS["next"]
-        _PORTS["next"] = 20000 + (port - 20000 + 1) % 12000
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise OSError("no free port from 20000 to 31999")
+    port = demo.free_port(_STRETCH, _PORTS["next"] - _STRETCH[0])
+    _PORTS["next"] = port + 1
+    return port
 
 
 def run(coro, timeout=120):

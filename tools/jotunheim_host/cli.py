@@ -276,11 +276,9 @@ def start_devices(args, settings, base, devices):
 def install_agent(device):
     """Put the firmware on a device's flash, its agent listening on a free loopback port;
     device.agent_url says where."""
-    import socket
     from . import bundle
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from .demo import free_port
+    port = free_port()
     try:
         device.put_files(bundle.firmware_files(device.runtime, device.board, settings={
             "agent.mode": "listen", "agent.listen_host": "127.0.0.1",

@@ -12,6 +12,7 @@
 # {"event": "frame", "from": ..., "to": ..., "wire": bytes}; remarks go as
 # {"event": "note", "text": ...}. The device and its state directory are gone when
 # run_demo() returns, whatever happened (Ctrl-C included).
+import random
 import re
 import socket
 import tempfile
@@ -54,10 +55,26 @@ class DemoSetupError(DemoError):
     """The device could not be started: a program, a port or memory is missing."""
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# The device's port comes from just below Linux's ephemeral range (32768 up): a port the
+# kernel hands out to outgoing connections could be taken by one between the check here
+# and the device's bind.
+DEMO_PORTS = range(32000, 32768)
+
+
+def free_port(ports=DEMO_PORTS, first=None):
+    """A loopback TCP port from `ports` that nothing holds, looked for from index `first`
+    (a random one by default) on, round the range."""
+    if first is None:
+        first = random.randrange(len(ports))
+    for i in range(len(ports)):
+        port = ports[(first + i) % len(ports)]
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise DemoSetupError("no free port from %d to %d on 127.0.0.1" % (ports[0], ports[-1]))
 
 
 def device_files(runtime, board, port):
