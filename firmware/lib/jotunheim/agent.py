@@ -199,9 +199,8 @@ class Agent:
                                                    "reason": reason})
 
     def shed(self):
-        """Let go of what can be made again (the encoded capability document, the codec's
-        caches), for work that needs the heap more; then collect."""
-        self.tools.forget()
+        """Let go of what can be made again (the codec's caches), for work that needs the
+        heap more; then collect."""
         protocol.forget_caches()
         gc.collect()
 

@@ -5,10 +5,12 @@
 # is seen and keeps it while the device runs, so an id never changes meaning on a
 # connection; a tool that disappears takes its id with it.
 #
-# The document is mostly static: it is encoded once per revision and kept as bytes. An
-# answer is the request id, those bytes and a short tail with the live resources (free
-# heap, storage): concatenated protobuf messages merge, so the three encode one message.
-# jotunheim.capsdoc builds it, loaded for that only.
+# The document is mostly static. An answer is the request id, the static part and a short
+# tail with the live resources (free heap, storage): concatenated protobuf messages merge,
+# so the three encode one message. jotunheim.capsdoc builds the static part, loaded for
+# that only, each time it is asked for: a controller asks once a session (and caches the
+# answer), and the ~1.2 KB it would take kept in RAM is worth more to a small board than
+# the few milliseconds it takes to build again.
 import protocol
 from jotunheim import ops, port
 from jotunheim.port import const
@@ -88,7 +90,6 @@ class Registry:
         self.by_name = {}
         self._ids = {}
         self._next_id = 1
-        self._document = None
 
     def install(self, tools):
         """Put a new set of tools in force (a new revision)."""
@@ -105,26 +106,18 @@ class Registry:
             if name not in self.by_name:
                 del self._ids[name]
         self.revision += 1
-        self._document = None
 
     def find(self, call):
         if "tool_name" in call:
             return self.by_name.get(call["tool_name"])
         return self.by_id.get(call.get("tool_id", 0))
 
-    def forget(self):
-        """Drop the encoded document (it is made again when next asked for)."""
-        self._document = None
-
     def document(self):
-        """The encoded document of this revision, without request id and live fields
-        (built by jotunheim.capsdoc, loaded for that only: once per revision)."""
-        if self._document is None:
-            try:
-                self._document = port.module("capsdoc").encode(self)
-            finally:
-                port.drop("capsdoc")
-        return self._document
+        """The encoded document of this revision, without request id and live fields."""
+        try:
+            return port.module("capsdoc").encode(self)
+        finally:
+            port.drop("capsdoc")
 
     def live(self):
         """The fields that change while the device runs, encoded to merge into document()."""
