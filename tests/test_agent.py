@@ -276,3 +276,13 @@ def test_a_request_short_of_memory_is_refused_and_the_session_stays(make_device)
             assert await d.set_settings(**{"device.name": "Shed"}) == {"device.name": "Shed"}
             assert d.session is session and device.console.text().count("session ended") == 0
     run(scenario())
+
+
+def test_the_session_names_every_request_it_serves_itself():
+    # Session._dispatch calls getattr(self, "_on_" + name) only for names in _OWN: on
+    # MicroPython getattr with a string interns it as a qstr, RAM that is never given
+    # back, so a name with no method (an add-on's request) must not reach it.
+    from jotunheim import session
+    served = {name[4:] for name in dir(session.Session)
+              if name.startswith("_on_") and name != "_on_hello"}
+    assert served == set(session._OWN)

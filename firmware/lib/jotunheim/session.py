@@ -33,6 +33,9 @@ _WAIT_AUTH = const(1)
 _READY = const(2)
 _CLOSED = const(3)
 _BEFORE_AUTH = const(("AuthResponse", "Ping", "Goodbye", "Pong"))
+# the requests a method _on_<name> below serves
+_OWN = const(("AuthResponse", "Ping", "Pong", "Goodbye", "CapabilitiesRequest", "ToolCall",
+              "CancelCall", "SettingsGet", "SettingsSet"))
 
 
 class Session:
@@ -199,9 +202,8 @@ class Session:
             return self._error(_UNAUTHENTICATED, type_id, fields.get("request_id", 0),
                                "authenticate first")
         try:
-            handler = getattr(self, "_on_" + name, None)
-            if handler is not None:
-                return handler(fields)
+            if name in _OWN:  # getattr with any other name would intern it for good
+                return getattr(self, "_on_" + name)(fields)
             if name == "Hello" and not self.link.speaks_first:
                 return self._on_hello(fields)
             handler = self.agent.handlers.get(name)
