@@ -21,7 +21,8 @@ RAM the agent keeps, and the size of its code.
 # - The device's own cost per call: the CPU time its process (every thread) spent during
 #   the lean client's timed calls, from /proc/PID/task/*/schedstat, divided by N. The
 #   network wait is not in it; the kernel's socket work is.
-# - RAM: on each freshly booted device the lean client handshakes and calls device_heap
+# - RAM: on each freshly booted device the lean client handshakes (Hello, then the
+#   capability document, as a controller starts a session) and calls device_heap
 #   (free heap after a collection), then device_echo, then device_heap again. Retained is
 #   the heap the device started with (word_factor() x the board's heap_bytes: the unix port
 #   is 64-bit and its objects take about twice the room) minus the free heap; halving it
@@ -166,8 +167,10 @@ def heap_budget():
 
 
 def measure_ram(client):
-    """Free heap after the handshake and after the first call."""
+    """Free heap after the handshake (Hello and the capability document, as a session
+    starts) and after the first call."""
     client.handshake()
+    client.tool_ids()
     after_handshake = client.call("device_heap")
     if client.call("device_echo", value=ECHO_VALUE) != ECHO_VALUE:
         raise MeasureError("device_echo did not echo")
