@@ -52,25 +52,12 @@ def _parameter(declared):
     return parameter
 
 
-async def _until_done(future, timeout):
-    """Wait until `future` is done or `timeout` seconds pass, leaving it alone either way
-    (what wait_for(shield(future)) does, without the two tasks and futures it makes on
-    every call: they were a good part of a call's time on the host)."""
-    if future.done():
-        return
-    loop = asyncio.get_running_loop()
-    waiter = loop.create_future()
+_TIMED_OUT = ("", None)  # what a call's future holds when its time ran out first
 
-    def wake(_=None):
-        if not waiter.done():
-            waiter.set_result(None)
-    future.add_done_callback(wake)
-    timer = loop.call_later(timeout, wake)
-    try:
-        await waiter
-    finally:
-        timer.cancel()
-        future.remove_done_callback(wake)
+
+def _time_out(future):
+    if not future.done():
+        future.set_result(_TIMED_OUT)
 
 
 class Call:
@@ -84,15 +71,23 @@ class Call:
         self._timeout = timeout
 
     async def result(self):
+        # The answer resolves self._future directly (Device._send_call): awaited as it is,
+        # a call costs the event loop two turns once its answer is read. Nothing else
+        # waits for it, so running out of time may resolve it too.
         device = self.device
+        timer = None
+        if not self._future.done():
+            timer = asyncio.get_running_loop().call_later(self._timeout, _time_out,
+                                                          self._future)
         try:
-            await _until_done(self._future, self._timeout)
-            if not self._future.done():
+            name, answer = await self._future
+            if answer is None:
                 raise CallError(4 if device.connected else 14, "no answer to %s within %g s%s"
                                 % (self.tool, self._timeout, "" if device.connected
                                    else " (the link to the device is down)"))
-            name, answer = self._future.result()
         finally:
+            if timer is not None:
+                timer.cancel()
             device._pending.pop(self.request_id, None)
             device._sent.discard(self.request_id)
         if name == "Error":
@@ -340,17 +335,8 @@ class Device:
         if tool is not None:  # the id is one or two bytes; the name is the whole name
             del call["tool_name"]
             call["tool_id"] = tool
-        answer = session.expect(call["request_id"], "ToolCall")
-        self._sent.add(call["request_id"])
-
-        def resolved(done):
-            if done.cancelled() or future.done():
-                return
-            if done.exception() is None:
-                future.set_result(done.result())
-            # a lost connection: the call stays pending and is sent again on reconnect
-
-        answer.add_done_callback(resolved)
+        session.expect(call["request_id"], "ToolCall", future)  # a lost link leaves it
+        self._sent.add(call["request_id"])                       # pending, for the next one
 
         if session.send_nowait("ToolCall", call):
             return

@@ -186,7 +186,7 @@ class Session:
             self.close_reason = reason
         self.closed.set()
         for future in self._waiting.values():
-            if not future.done():
+            if not future.done() and not future.lasting:
                 future.set_exception(ControllerError(reason))
         self._waiting.clear()
 
@@ -269,13 +269,19 @@ class Session:
         await self.send(name, fields)
         return await self.answer(future, timeout)
 
-    def expect(self, request_id, name):
-        future = asyncio.get_running_loop().create_future()
+    def expect(self, request_id, name, future=None):
+        """A future the answer to request `name` resolves, as (answer name, fields).
+        The session ending fails it with ControllerError, except one given here: that is
+        left pending (a call waits for the next connection, Device._send_call)."""
+        lasting = future is not None
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
         future.message_type = protocol.message_type(name)
-        if self.closed.is_set():
-            future.set_exception(ControllerError(self.close_reason))
-        else:
+        future.lasting = lasting
+        if not self.closed.is_set():
             self._waiting[request_id] = future
+        elif not lasting:
+            future.set_exception(ControllerError(self.close_reason))
         return future
 
     async def answer(self, future, timeout):
