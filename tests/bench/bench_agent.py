@@ -9,12 +9,14 @@ RAM the agent keeps, and the size of its code.
 # on the flash.
 #
 # - Round trips, on loopback, of device_echo(value=42) addressed by the id the capability
-#   document gives it: first with a lean synchronous client (a plain socket, encode_frame
-#   and FrameDecoder: what is timed is the device and the protocol), then with the asyncio
-#   controller library (connect().call: what an application sees). Then grpc_peer.py's
+#   document gives it: with a lean synchronous client (a plain socket, encode_frame and
+#   FrameDecoder: what is timed is the device and the protocol) and with the asyncio
+#   controller library (connect().call: what an application sees); and grpc_peer.py's
 #   echo (the same work; its argument is a string, "42") served by grpcio in its own
-#   process, timed with grpcio's synchronous client. Each is N calls after a warm-up; p50
-#   and p99 by nearest rank.
+#   process, timed with grpcio's synchronous client. Each makes N calls after a warm-up,
+#   in ROUNDS batches taken in turn (lean, controller, gRPC, lean, ...): this machine's
+#   speed drifts by a factor of two within minutes, and the ratios must compare the three
+#   under the same conditions. p50 and p99 by nearest rank.
 # - Bytes per call: what the lean client sent and received during the timed calls (the
 #   handshake is not in it); for gRPC, grpc_peer's counting proxy (HTTP/2 and gRPC framing
 #   included, connection setup excluded).
@@ -61,6 +63,7 @@ DEFAULT_OUT = os.path.join(ROOT, "bench-results", "agent.json")
 BOARD = "esp32"
 DEFAULT_CALLS = 2000
 WARMUP = 200
+ROUNDS = 10  # the round trips are timed in this many interleaved batches
 ECHO_VALUE = 42
 GRPC_TOOL, GRPC_ARGS = "echo", {"text": "42"}  # grpc_peer's echo takes a string
 IO_TIMEOUT = 15.0
@@ -206,50 +209,78 @@ def cpu_ns(pid):
     return total
 
 
-def measure_lean(client, pid, calls, warmup):
-    """device_echo by id on the lean client: latencies, bytes and device CPU per call."""
+def measure_round_trips(client, pid, controller_port, grpc_port, calls, warmup,
+                        rounds=ROUNDS):
+    """device_echo by id on the lean client and on the asyncio controller, and the gRPC
+    peer's echo, in `rounds` interleaved batches (lean, controller, gRPC, lean, ...) so
+    that all three see the machine as it was: (lean, controller, grpc) reports. The
+    lean one has bytes and device CPU per call, the controller's bytes per call."""
+    from jotunheim_host.controller import connect
     echo_id = client.tool_ids()["device_echo"]
+    loop = asyncio.new_event_loop()
+    device = loop.run_until_complete(connect("tcp://127.0.0.1:%d" % controller_port,
+                                             reconnect=False))
+    channel, grpc_call = grpc_peer.connect(grpc_port)
+    pb = grpc_peer.messages()
+    grpc_request = grpc_peer.tool_call(pb, 1, GRPC_TOOL, GRPC_ARGS)
+    clock = time.perf_counter_ns
 
-    def echo():
+    def lean_echo():
         if client.call(echo_id, value=ECHO_VALUE) != ECHO_VALUE:
             raise MeasureError("device_echo did not echo")
 
-    for _ in range(warmup):
-        echo()
-    sent, received, cpu = client.bytes_out, client.bytes_in, cpu_ns(pid)
-    report = grpc_peer.measure_latencies(echo, calls, 0)
-    report["device_cpu_us_per_call"] = (cpu_ns(pid) - cpu) / calls / 1000
-    report["request_bytes"] = (client.bytes_out - sent) / calls
-    report["response_bytes"] = (client.bytes_in - received) / calls
-    report["bytes_per_call"] = report["request_bytes"] + report["response_bytes"]
-    report["tool_id"] = echo_id
-    report["free_after_calls_bytes"] = client.call("device_heap")
-    return report
+    def grpc_echo():
+        if grpc_call(grpc_request, timeout=10).status != pb.OK:
+            raise MeasureError("the gRPC peer's echo failed")
 
-
-async def measure_controller(port, calls, warmup):
-    """device_echo through the asyncio controller library (tool by id from its cache)."""
-    from jotunheim_host.controller import connect
-    device = await connect("tcp://127.0.0.1:%d" % port, reconnect=False)
-    try:
-        await device.capabilities()
-        for _ in range(warmup):
-            await device.call("device_echo", value=ECHO_VALUE)
-        clock = time.perf_counter_ns
-        times = []
-        sent, received = device.session.bytes_out, device.session.bytes_in
-        for _ in range(calls):
+    async def controller_batch(n, times):
+        for _ in range(n):
             start = clock()
             value = await device.call("device_echo", value=ECHO_VALUE)
             times.append(clock() - start)
             if value != ECHO_VALUE:
                 raise MeasureError("device_echo did not echo")
-        report = latency_stats(times)
-        report["bytes_per_call"] = (device.session.bytes_out - sent
-                                    + device.session.bytes_in - received) / calls
-        return report
+
+    def timed(fn, n, times):
+        for _ in range(n):
+            start = clock()
+            fn()
+            times.append(clock() - start)
+
+    try:
+        loop.run_until_complete(device.capabilities())
+        for _ in range(warmup):
+            lean_echo()
+            grpc_echo()
+        loop.run_until_complete(controller_batch(warmup, []))
+        lean, controller, grpc = [], [], []
+        cpu = 0
+        sent, received = client.bytes_out, client.bytes_in
+        session = device.session
+        c_sent, c_received = session.bytes_out, session.bytes_in
+        for r in range(rounds):
+            n = calls // rounds + (1 if r < calls % rounds else 0)
+            before = cpu_ns(pid)
+            timed(lean_echo, n, lean)
+            cpu += cpu_ns(pid) - before
+            loop.run_until_complete(controller_batch(n, controller))
+            timed(grpc_echo, n, grpc)
+        lean_report = latency_stats(lean)
+        lean_report["device_cpu_us_per_call"] = cpu / calls / 1000
+        lean_report["request_bytes"] = (client.bytes_out - sent) / calls
+        lean_report["response_bytes"] = (client.bytes_in - received) / calls
+        lean_report["bytes_per_call"] = (lean_report["request_bytes"]
+                                         + lean_report["response_bytes"])
+        lean_report["tool_id"] = echo_id
+        lean_report["free_after_calls_bytes"] = client.call("device_heap")
+        controller_report = latency_stats(controller)
+        controller_report["bytes_per_call"] = (session.bytes_out - c_sent + session.bytes_in
+                                               - c_received) / calls
+        return lean_report, controller_report, latency_stats(grpc)
     finally:
-        await device.close()
+        channel.close()
+        loop.run_until_complete(device.close())
+        loop.close()
 
 
 def latency_stats(times_ns):
@@ -285,18 +316,19 @@ def code_sizes(files, image):
 
 
 def measure_flash_device(root, files, calls, warmup):
-    """RAM, then lean and controller round trips, on the device with .mpy on its flash."""
+    """RAM, then the round trips (lean client, controller and gRPC interleaved), on the
+    device with .mpy on its flash: (ram, lean, controller, grpc)."""
     device, port = start_device(root, files)
     try:
         client = LeanClient(port)
         try:
             ram = measure_ram(client)
-            lean = measure_lean(client, device.describe()["pid"], calls, warmup)
+            with grpc_peer.serve_in_subprocess() as grpc_port:
+                lean, controller, grpc = measure_round_trips(
+                    client, device.describe()["pid"], port, grpc_port, calls, warmup)
         finally:
             client.close()
-        controller = asyncio.run(asyncio.wait_for(measure_controller(port, calls, warmup),
-                                                  calls * 0.1 + 60))
-        return ram, lean, controller
+        return ram, lean, controller, grpc
     finally:
         device.stop()
 
@@ -354,9 +386,11 @@ def measure(calls, warmup, with_builds=True):
                             os.path.join(tmp, "romfs"), romfs_flash, image)
         boot_heap = attempt("device without the agent", measure_boot_heap,
                             os.path.join(tmp, "empty"))
-    ram_flash, lean, controller = measured or (None, None, None)
+    ram_flash, lean, controller, grpc = measured or (None, None, None, None)
     ram_flash, ram_romfs = retained(ram_flash, boot_heap), retained(ram_romfs, boot_heap)
-    grpc = attempt("gRPC peer", measure_grpc, calls, warmup)
+    grpc_bytes = attempt("gRPC peer's bytes", measure_grpc_bytes, warmup)
+    if grpc is not None and grpc_bytes is not None:
+        grpc.update(grpc_bytes)
     builds = attempt("32-bit and frozen builds", measure_builds) if with_builds else None
     report.update({
         "machine": machine_info(load, calls, warmup),
@@ -385,17 +419,17 @@ def measure(calls, warmup, with_builds=True):
     return report
 
 
-def measure_grpc(calls, warmup):
+def measure_grpc_bytes(warmup, calls=200):
+    """Bytes per call of the gRPC peer's echo (its counting proxy), and what was called."""
     with grpc_peer.serve_in_subprocess() as port:
         report = grpc_peer.measure_grpc(port, calls, warmup, tool=GRPC_TOOL, args=GRPC_ARGS)
-    report["tool"] = "%s(%s)" % (GRPC_TOOL, ", ".join(
-        "%s=%r" % item for item in sorted(GRPC_ARGS.items())))
-    return report
+    return {"bytes_per_call": report["bytes_per_call"], "tool": "%s(%s)" % (
+        GRPC_TOOL, ", ".join("%s=%r" % item for item in sorted(GRPC_ARGS.items())))}
 
 
 METHOD = (
-    "Round trips on loopback, one call at a time, after %d warm-up calls; p50/p99 by "
-    "nearest rank. Jotunheim: device_echo(value=%d) addressed by tool id, on the MicroPython "
+    "Round trips on loopback, one call at a time, after %d warm-up calls, the three "
+    "clients in 10 interleaved batches; p50/p99 by nearest rank. Jotunheim: device_echo(value=%d) addressed by tool id, on the MicroPython "
     "unix port (board %s, listen mode, code as .mpy on the flash); lean_client is a blocking "
     "socket with protocol.encode_frame/FrameDecoder, asyncio_controller is "
     "jotunheim_host.controller connect().call. gRPC: grpc_peer.py's grpcio server in its own "
