@@ -9,6 +9,8 @@
 # Serial frames (COBS + CRC-32, for UARTs) are in protocol/serial.py, loaded only where a
 # serial line is used. Both decoders are sans-IO: feed() takes any chunk of bytes and
 # returns the frames it completed as (type id, payload) pairs.
+import struct
+
 from ._compat import const
 from .errors import ProtocolError
 
@@ -36,10 +38,15 @@ def _check_type(type_id):
 def frame(type_id, payload):
     """Wrap an encoded message in a stream frame."""
     _check_type(type_id)
-    head = bytearray((PREAMBLE,))
-    head.extend(_varint_bytes(len(payload)))
-    head.extend(_varint_bytes(type_id))
-    return bytes(head) + payload  # one copy of the payload: a small board's heap is tight
+    size = len(payload)
+    if size < 0x80 and type_id < 0x80:  # most frames: a three-byte head, made in one go
+        head = struct.pack("BBB", PREAMBLE, size, type_id)
+    else:
+        head = bytearray((PREAMBLE,))
+        head.extend(_varint_bytes(size))
+        head.extend(_varint_bytes(type_id))
+        head = bytes(head)
+    return head + payload  # one copy of the payload: a small board's heap is tight
 
 
 def _read_varint(buf, pos, width):
@@ -141,7 +148,9 @@ class FrameDecoder:
             if not frames:
                 raise
             return frames
-        if pos or type(buf) is not bytearray:
+        if pos == len(buf):
+            self._buf = bytearray()
+        elif pos or type(buf) is not bytearray:
             # MicroPython's bytearray has no slice deletion
             self._buf = bytearray(buf[pos:])
         return frames
