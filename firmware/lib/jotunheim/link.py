@@ -12,6 +12,7 @@ from jotunheim.port import const
 _READ_SIZE = const(512)
 _READ_BUFFER = const(256)  # MicroPython's per-connection buffer (a small heap is fragmented)
 _UART_POLL_MS = const(5)
+_NOWAIT_QUEUED = const(16384)  # CPython: bytes in the transport's buffer before a drain
 
 
 class TcpLink:
@@ -42,6 +43,26 @@ class TcpLink:
     async def write(self, data):
         self.writer.write(data)
         await self.writer.drain()
+
+    def write_now(self, data):
+        """Hand data to the stream at once, unless bytes wait to go out before it: True
+        if it did. The socket takes what it can; backlog() says what is left for drain()."""
+        writer = self.writer
+        if self.backlog():
+            return False
+        writer.write(data)  # MicroPython's Stream writes to the socket straight away
+        return True
+
+    def backlog(self):
+        """Bytes the stream holds that only a drain() sends (MicroPython's Stream keeps
+        them in out_buf; CPython's transport sends its buffer by itself, but beyond
+        _NOWAIT_QUEUED it is time to wait for it)."""
+        writer = self.writer
+        held = getattr(writer, "out_buf", None)
+        if held is not None:
+            return len(held)
+        queued = writer.transport.get_write_buffer_size()
+        return queued if queued > _NOWAIT_QUEUED else 0
 
     async def close(self):
         # MicroPython's Stream.close() does nothing: wait_closed() closes the socket
@@ -78,6 +99,13 @@ class SerialLink:
 
     async def write(self, data):
         self.uart.write(data)
+
+    def write_now(self, data):
+        self.uart.write(data)
+        return True
+
+    def backlog(self):
+        return 0
 
     async def close(self):
         pass  # the line stays; the next Hello starts over

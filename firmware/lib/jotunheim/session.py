@@ -5,6 +5,10 @@
 # the key (HMAC-SHA256 over both nonces and the device id; the device proves it back).
 # Then requests arrive in any order and are answered; tool calls go to jotunheim.calls.
 #
+# Sending: a frame goes to the socket at once when nothing waits before it (most answers:
+# no task switch, no coroutine); otherwise it waits in the outbox, which _transmit writes
+# out with drains, as it does with whatever the socket did not take of a frame.
+#
 # Liveness: the session sends Ping when it has sent nothing for a heartbeat interval, and
 # ends when nothing at all has arrived for the peer timeout. A frame that does not decode
 # is answered with Error and the connection stays; broken stream framing ends it (nothing
@@ -54,6 +58,7 @@ class Session:
         self.last_rx = self.last_tx = port.ticks_ms()
         self.ping_seq = 0
         self._outbox = []
+        self._writing = False  # _flush is writing (what comes now waits in the outbox)
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()   # set whenever the outbox has been written out
         self._done = asyncio.Event()
@@ -103,18 +108,33 @@ class Session:
         return True
 
     def _send(self, type_id, payload):
-        # queued even as the session ends: its last words (Goodbye, the log line saying
-        # why) go out when run() flushes the outbox
-        self._outbox.append(self.link.frame(type_id, payload))
-        self._wake.set()
+        # sent even as the session ends: its last words (Goodbye, the log line saying
+        # why) go out at once, or when run() flushes the outbox
+        self._put(self.link.frame(type_id, payload))
 
     def send_frame(self, data):
-        """Queue a frame already built for this link; False once the session has ended."""
+        """Send a frame already built for this link; False once the session has ended."""
         if self.end_reason is not None:
             return False
+        self._put(data)
+        return True
+
+    def _put(self, data):
+        """Write a frame at once when nothing is waiting or being written before it (an
+        answer then costs no task switch and no coroutine); else queue it for _transmit."""
+        if not self._outbox and not self._writing:
+            try:
+                written = self.link.write_now(data)
+            except OSError as e:
+                self._outbox = []
+                return self.end("send failed: %s" % e)
+            if written:
+                self.last_tx = port.ticks_ms()
+                if not self.link.backlog():
+                    return
+                data = b""  # what the socket did not take goes with the next drain
         self._outbox.append(data)
         self._wake.set()
-        return True
 
     def queued(self):
         """Frames waiting to be written."""
@@ -137,6 +157,7 @@ class Session:
             self.end("out of memory")
 
     async def _flush(self):
+        self._writing = True
         try:
             while self._outbox:
                 data = self._outbox.pop(0)
@@ -146,6 +167,8 @@ class Session:
         except OSError as e:
             self._outbox = []
             self.end("send failed: %s" % e)
+        finally:
+            self._writing = False
 
     # ------------------------------------------------------------ receiving
 
