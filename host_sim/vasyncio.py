@@ -157,10 +157,12 @@ class _Scheduler:
             try:
                 self._wait_io(dt)
             finally:
-                if id(sock) in io.map:
+                fired = id(sock) not in io.map
+                if not fired:
                     del io.map[id(sock)]
                     io.poller.unregister(sock)
-            control.poll()
+            if fired:  # else nothing came: no second poll to find that out
+                control.poll()
             if dt >= 0 or ready.peek():
                 return
             if control.closed:  # the runner is gone: wait as asyncio would
