@@ -280,6 +280,8 @@ def measure_round_trips(client, pid, controller_port, grpc_port, calls, warmup,
     finally:
         channel.close()
         loop.run_until_complete(device.close())
+        left = asyncio.all_tasks(loop)  # the controller's watch task, cancelled by close()
+        loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
         loop.close()
 
 
