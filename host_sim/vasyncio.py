@@ -157,12 +157,10 @@ class _Scheduler:
             try:
                 self._wait_io(dt)
             finally:
-                fired = id(sock) not in io.map
-                if not fired:
+                if id(sock) in io.map:
                     del io.map[id(sock)]
                     io.poller.unregister(sock)
-            if fired:  # else nothing came: no second poll to find that out
-                control.poll()
+            control.poll()
             if dt >= 0 or ready.peek():
                 return
             if control.closed:  # the runner is gone: wait as asyncio would
