@@ -321,6 +321,7 @@ def _decode_entry(sub, data, pos, end, depth, limits):
     key_kind, value_kind, value_sub = sub
     key = "" if key_kind == _STRING else 0
     value = MISSING
+    first = first_size = -1  # a message value's body; spans only when it comes again
     spans = None
     if depth > limits.max_depth:
         raise ProtocolError("nested deeper than %d" % limits.max_depth)
@@ -348,10 +349,14 @@ def _decode_entry(sub, data, pos, end, depth, limits):
         elif wire == 2:
             size, pos = _length(data, pos, end)
             if number == 2 and kind >= _MESSAGE:
-                # a message value seen again merges: decode once, at the end
-                if spans is None:
-                    spans = []
-                spans += (pos, size)
+                # a message value seen again merges: decode once, at the end (the usual
+                # single body needs no list: this runs for every argument of a call)
+                if first < 0:
+                    first, first_size = pos, size
+                elif spans is None:
+                    spans = [first, first_size, pos, size]
+                else:
+                    spans += (pos, size)
                 pos += size
                 continue
             item = _read_len_value(kind, value_sub, data, pos, size, depth, limits)
@@ -365,6 +370,8 @@ def _decode_entry(sub, data, pos, end, depth, limits):
     if spans is not None:
         view, start, stop = _gather(data, spans)
         value = _read_len_value(value_kind, value_sub, view, start, stop - start, depth, limits)
+    elif first >= 0:
+        value = _read_len_value(value_kind, value_sub, data, first, first_size, depth, limits)
     elif value is MISSING:
         value = _default_of(value_kind, value_sub)
     return key, value
