@@ -58,7 +58,7 @@ def sleep_us(us):
 # Ctrl-C where the unix port can take it (not in the middle of a garbage collection).
 REST_MS = 2
 REST_EVERY_MS = 50
-_rest = [None, None]  # the poll object a MicroPython device rests on; real ms of the last
+_rest = []  # [real ms now (a function), rest (a function), real ms of the last rest]
 
 
 def _sleep(us):
@@ -70,23 +70,21 @@ def _sleep(us):
 
 
 def _rest_now_and_then():
-    if _host is not None:  # a CPython device process
-        now = int(_host.monotonic() * 1000)
-    elif _sys.implementation.name == "micropython":
-        import utime
-        now = utime.ticks_ms()
-    else:  # imported in a host process (pytest): nothing to rest
-        return
-    if _rest[1] is not None and ticks_diff(now, _rest[1]) < REST_EVERY_MS:
-        return
-    if _host is not None:
-        _host.sleep(REST_MS / 1000)
-    else:
-        if _rest[0] is None:
+    if not _rest:
+        if _host is not None:  # a CPython device process
+            _rest[:] = [lambda: int(_host.monotonic() * 1000),
+                        lambda: _host.sleep(REST_MS / 1000), None]
+        elif _sys.implementation.name == "micropython":
             import select
-            _rest[0] = select.poll()
-        _rest[0].poll(REST_MS)
-    _rest[1] = now
+            import utime
+            poller = select.poll()  # nothing registered: a plain wait
+            _rest[:] = [utime.ticks_ms, lambda: poller.poll(REST_MS), None]
+        else:  # imported in a host process (pytest): nothing to rest
+            return
+    now = _rest[0]()
+    if _rest[2] is None or ticks_diff(now, _rest[2]) >= REST_EVERY_MS:
+        _rest[1]()
+        _rest[2] = now
 
 
 def _whole(n):

@@ -221,17 +221,12 @@ def measure_round_trips(client, pid, controller_port, grpc_port, calls, warmup,
     device = loop.run_until_complete(connect("tcp://127.0.0.1:%d" % controller_port,
                                              reconnect=False))
     channel, grpc_call = grpc_peer.connect(grpc_port)
-    pb = grpc_peer.messages()
-    grpc_request = grpc_peer.tool_call(pb, 1, GRPC_TOOL, GRPC_ARGS)
+    grpc_echo = grpc_peer.round_trip_of(grpc_call, GRPC_TOOL, GRPC_ARGS)
     clock = time.perf_counter_ns
 
     def lean_echo():
         if client.call(echo_id, value=ECHO_VALUE) != ECHO_VALUE:
             raise MeasureError("device_echo did not echo")
-
-    def grpc_echo():
-        if grpc_call(grpc_request, timeout=10).status != pb.OK:
-            raise MeasureError("the gRPC peer's echo failed")
 
     async def controller_batch(n, times):
         for _ in range(n):
@@ -424,8 +419,8 @@ def measure(calls, warmup, with_builds=True):
 def measure_grpc_bytes(warmup, calls=200):
     """Bytes per call of the gRPC peer's echo (its counting proxy), and what was called."""
     with grpc_peer.serve_in_subprocess() as port:
-        report = grpc_peer.measure_grpc(port, calls, warmup, tool=GRPC_TOOL, args=GRPC_ARGS)
-    return {"bytes_per_call": report["bytes_per_call"], "tool": "%s(%s)" % (
+        sent = grpc_peer.measure_bytes(port, calls, warmup, tool=GRPC_TOOL, args=GRPC_ARGS)
+    return {"bytes_per_call": sent, "tool": "%s(%s)" % (
         GRPC_TOOL, ", ".join("%s=%r" % item for item in sorted(GRPC_ARGS.items())))}
 
 

@@ -169,31 +169,43 @@ def measure_latencies(fn, n=2000, warmup=200):
             "mean_us": sum(times) / len(times) / 1000, "calls": n}
 
 
-def measure_grpc(port, n=2000, warmup=200, tool="add", args=None):
-    """Round trips of `tool` against the server on `port`, and its bytes on the wire:
-    {p50_us, p99_us, mean_us, calls, bytes_per_call}."""
+def round_trip_of(call, tool="add", args=None):
+    """A function that makes one call of `tool` through `call` (connect()'s) and checks
+    its status."""
     pb = messages()
     args = DEFAULT_ARGS[tool] if args is None else args
     ids = itertools.count(1)
 
-    def round_trip(call):
+    def round_trip():
         result = call(tool_call(pb, next(ids) & 0xFFFFFFFF, tool, args), timeout=10)
         if result.status != pb.OK:
             raise RuntimeError("%s failed: %s" % (tool, result.error))
+    return round_trip
 
+
+def measure_grpc(port, n=2000, warmup=200, tool="add", args=None):
+    """Round trips of `tool` against the server on `port`, and its bytes on the wire:
+    {p50_us, p99_us, mean_us, calls, bytes_per_call}."""
     channel, call = connect(port)
     with channel:
-        report = measure_latencies(lambda: round_trip(call), n, warmup)
+        report = measure_latencies(round_trip_of(call, tool, args), n, warmup)
+    report["bytes_per_call"] = measure_bytes(port, n, warmup, tool, args)
+    return report
+
+
+def measure_bytes(port, n=200, warmup=20, tool="add", args=None):
+    """Bytes on the wire per call of `tool` (both ways, HTTP/2 and gRPC framing
+    included), through a counting proxy in front of the server on `port`."""
     with CountingProxy(port) as proxy:
         channel, call = connect(proxy.port)
+        round_trip = round_trip_of(call, tool, args)
         with channel:
             for _ in range(warmup):
-                round_trip(call)
+                round_trip()
             before = proxy.total()
             for _ in range(n):
-                round_trip(call)
-            report["bytes_per_call"] = (proxy.total() - before) / n
-    return report
+                round_trip()
+            return (proxy.total() - before) / n
 
 
 class CountingProxy:

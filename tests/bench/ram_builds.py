@@ -95,6 +95,25 @@ def device_files(code, port, board=bench_agent.BOARD):
     return without_lib, bundle.romfs_image(compiled)
 
 
+@contextlib.contextmanager
+def agent_device(code, root, main=None):
+    """A device running the agent with its code held as `code` (and `main` as its main.py
+    when given), handshaken and called once by a lean client: (device, bench_agent's
+    measure_ram figures) inside the block; stopped after it."""
+    files, image = device_files(code, free_port())
+    if main is not None:
+        files["/main.py"] = main
+    device, port = bench_agent.start_device(root, files, romfs=image)
+    try:
+        client = bench_agent.LeanClient(port)
+        try:
+            yield device, bench_agent.measure_ram(client)
+        finally:
+            client.close()
+    finally:
+        device.stop()
+
+
 def measure(binary, code):
     """Retained RAM on `binary` (None: PATH's) with the code held as `code`: a dict."""
     if code not in CODES:
@@ -102,16 +121,8 @@ def measure(binary, code):
     with using(binary), tempfile.TemporaryDirectory() as tmp:
         path = binary_for(code)
         baseline = bench_agent.measure_boot_heap(os.path.join(tmp, "empty"))
-        files, image = device_files(code, free_port())
-        device, port = bench_agent.start_device(os.path.join(tmp, "agent"), files, romfs=image)
-        try:
-            client = bench_agent.LeanClient(port)
-            try:
-                ram = bench_agent.measure_ram(client)
-            finally:
-                client.close()
-        finally:
-            device.stop()
+        with agent_device(code, os.path.join(tmp, "agent")) as (_, ram):
+            pass
         handshake = ram["free_after_handshake_bytes"]
         first_call = ram["free_after_first_call_bytes"]
         version = subprocess.run([path, "-c", "import sys; print(sys.version)"],
@@ -227,21 +238,9 @@ def census(binary, code):
     (after the handshake, the capability document and one call): a dict."""
     with using(binary), tempfile.TemporaryDirectory() as tmp:
         path = binary_for(code)
-        files, image = device_files(code, free_port())
-        files["/main.py"] = CENSUS_MAIN
-        device, port = bench_agent.start_device(os.path.join(tmp, "agent"), files,
-                                                romfs=image)
-        try:
-            client = bench_agent.LeanClient(port)
-            try:
-                bench_agent.measure_ram(client)
-                device.console.wait_for(b"CENSUS-AFTER", timeout=30)
-                device.console.wait_for(b"CENSUS-END", timeout=30,
-                                        since=device.console.text().rfind("CENSUS-AFTER"))
-            finally:
-                client.close()
-        finally:
-            device.stop()
+        with agent_device(code, os.path.join(tmp, "agent"), CENSUS_MAIN) as (device, _):
+            after = device.console.wait_for(b"CENSUS-AFTER", timeout=30)
+            device.console.wait_for(b"CENSUS-END", timeout=30, since=after)
         text = device.console.text()
         block = 16 * runner.word_factor()  # 4 words a block
     before = census_blocks(text[text.index("CENSUS-BEFORE"):text.index("CENSUS-END")])
