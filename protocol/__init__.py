@@ -6,7 +6,7 @@
 # a frame's payload.
 # SPEC.md is the byte-level contract.
 from .codec import Limits, DEFAULT_LIMITS, message_index, fields_of  # noqa: F401 (API)
-from .decoder import decode
+from .decoder import decode, decode_index  # noqa: F401 (API)
 from .encoder import encode
 from .errors import ProtocolError, UnknownMessageType
 from .framing import PREAMBLE, FrameDecoder, frame  # noqa: F401 (API)
@@ -26,13 +26,18 @@ def message_type(type_name):
     return type_id
 
 
+def _type_index(type_id):
+    """The message index of a frame type, or -1 when this side does not know it."""
+    table = schema.TYPE_INDEX
+    if type_id <= 0 or type_id >= len(table) or table[type_id] == 255:
+        return -1
+    return table[type_id]
+
+
 def message_name(type_id):
     """Message name for a frame type number, or None when this side does not know it."""
-    table = schema.MESSAGE_TABLE
-    for idx in range(len(schema.MESSAGE_NAMES)):
-        if table[idx * 4] == type_id and type_id:
-            return schema.MESSAGE_NAMES[idx]
-    return None
+    idx = _type_index(type_id)
+    return schema.MESSAGE_NAMES[idx] if idx >= 0 else None
 
 
 def decode_payload(type_id, payload, limits=DEFAULT_LIMITS):
@@ -40,12 +45,12 @@ def decode_payload(type_id, payload, limits=DEFAULT_LIMITS):
 
     A Compressed message is unwrapped: the result is the message inside it.
     """
-    name = message_name(type_id)
-    if name is None:
+    idx = _type_index(type_id)
+    if idx < 0:
         raise UnknownMessageType(type_id)
-    fields = decode(name, payload, limits)
+    fields = decode_index(idx, payload, limits)
     if type_id != COMPRESSED:
-        return name, fields
+        return schema.MESSAGE_NAMES[idx], fields
     from .compressed import unwrap
     return unwrap(fields, limits)
 

@@ -11,13 +11,13 @@
 # Everything the peer controls is bounded by a Limits before it is allocated; any bad
 # input raises ProtocolError and nothing else.
 #
-# The one-byte fast paths for tags and varints are written out in each loop on purpose:
-# on MicroPython a function call costs more than the rest of the loop body.
+# The one-byte fast paths for tags, varints and lengths are written out in each loop on
+# purpose: on MicroPython a function call costs more than the rest of the loop body.
 import struct
 
 from ._compat import const, decode_utf8
 from .codec import (DEFAULT_LIMITS, FIELD_NAMES, FIELDS, MAPS, MASK32, MASK64, MISSING,
-                    STRUCT, WIRE, message_index, span)
+                    STRUCT, TABLE, WIRE, message_index, span)
 from .errors import ProtocolError
 
 # codec's kinds and labels as constants the compiler writes into the code: a global
@@ -185,8 +185,12 @@ def _count(container, limits):
 def _decode_message(idx, data, pos, end, depth, limits):
     if depth > limits.max_depth:
         raise ProtocolError("nested deeper than %d" % limits.max_depth)
+    fields = FIELDS  # locals: a global is a dictionary lookup at each use on MicroPython
+    names = FIELD_NAMES
+    wire_of = WIRE
     out = _defaults(idx)
-    first, last = span(idx)
+    first = (TABLE[idx * 4 + 1] | (TABLE[idx * 4 + 2] << 8)) * 6  # span(idx), without its tuple
+    last = first + TABLE[idx * 4 + 3] * 6
     oneofs = 0
     deferred = None  # singular message fields: field offset -> [pos, size, pos, size...]
     while pos < end:
@@ -203,21 +207,35 @@ def _decode_message(idx, data, pos, end, depth, limits):
             raise ProtocolError("invalid tag %d" % tag)
         # most messages number their fields 1, 2, 3...: try the direct slot first
         o = first + (number - 1) * 6
-        if o >= last or FIELDS[o] != number:
+        if o >= last or fields[o] != number:
             o = first
-            while o < last and FIELDS[o] != number:
+            while o < last and fields[o] != number:
                 o += 6
             if o == last:
                 pos = _skip(data, pos, end, wire)
                 continue
-        name = FIELD_NAMES[FIELDS[o + 5]]
-        kind = FIELDS[o + 1]
-        label = FIELDS[o + 2]
-        expected = WIRE[kind]
+        name = names[fields[o + 5]]
+        kind = fields[o + 1]
+        label = fields[o + 2]
+        expected = wire_of[kind]
         if label >= _REPEATED:
-            if wire == 2 and (label == _MAP or expected != 2):
-                pos = _decode_container(out[name], kind, label, FIELDS[o + 3], data, pos, end,
-                                        depth, limits)
+            if wire == 2 and label == _MAP:  # one entry: every argument of a call is one
+                if pos < end and data[pos] < 0x80:
+                    size = data[pos]
+                    pos += 1
+                    if size > end - pos:
+                        raise ProtocolError("length %d runs past the end of the message" % size)
+                else:
+                    size, pos = _length(data, pos, end)
+                container = out[name]
+                _count(container, limits)
+                key, value = _decode_entry(MAPS[fields[o + 3]], data, pos, pos + size,
+                                           depth + 1, limits)
+                container[key] = value
+                pos += size
+                continue
+            if wire == 2 and expected != 2:
+                pos = _decode_container(out[name], kind, data, pos, end, limits)
                 continue
             if label == _MAP or wire != expected:
                 pos = _skip(data, pos, end, wire)
@@ -242,18 +260,18 @@ def _decode_message(idx, data, pos, end, depth, limits):
                 if deferred is None:
                     deferred = {}
                 spans = deferred.get(o)
-                if spans is None or FIELDS[o + 4] and oneofs & (1 << FIELDS[o + 4]) and \
+                if spans is None or fields[o + 4] and oneofs & (1 << fields[o + 4]) and \
                         name not in out:
-                    _set_oneof(out, deferred, first, last, FIELDS[o + 4], oneofs)
+                    _set_oneof(out, deferred, first, last, fields[o + 4], oneofs)
                     deferred[o] = [pos, size]
                 else:
                     spans += (pos, size)
                 out[name] = None  # a placeholder until the end of the message
-                if FIELDS[o + 4]:
-                    oneofs |= 1 << FIELDS[o + 4]
+                if fields[o + 4]:
+                    oneofs |= 1 << fields[o + 4]
                 pos += size
                 continue
-            value = _read_len_value(kind, FIELDS[o + 3], data, pos, size, depth, limits)
+            value = _read_len_value(kind, fields[o + 3], data, pos, size, depth, limits)
             pos += size
         else:
             value, pos = _read_fixed(kind, data, pos, end)
@@ -261,7 +279,7 @@ def _decode_message(idx, data, pos, end, depth, limits):
             _count(out[name], limits)
             out[name].append(value)
             continue
-        oneof = FIELDS[o + 4]
+        oneof = fields[o + 4]
         if oneof:
             _set_oneof(out, deferred, first, last, oneof, oneofs)
             oneofs |= 1 << oneof
@@ -269,8 +287,8 @@ def _decode_message(idx, data, pos, end, depth, limits):
     if deferred is not None:
         for o, spans in deferred.items():
             view, start, stop = _gather(data, spans)
-            out[FIELD_NAMES[FIELDS[o + 5]]] = _read_len_value(
-                FIELDS[o + 1], FIELDS[o + 3], view, start, stop - start, depth, limits)
+            out[names[fields[o + 5]]] = _read_len_value(
+                fields[o + 1], fields[o + 3], view, start, stop - start, depth, limits)
     return out
 
 
@@ -297,15 +315,10 @@ def _gather(data, spans):
     return memoryview(body), 0, len(body)
 
 
-def _decode_container(container, kind, label, sub, data, pos, end, depth, limits):
-    """Decode one map entry or one packed run into container; returns the new position."""
+def _decode_container(container, kind, data, pos, end, limits):
+    """Decode one packed run of numbers into container; returns the new position."""
     size, pos = _length(data, pos, end)
     stop = pos + size
-    if label == _MAP:
-        _count(container, limits)
-        key, value = _decode_entry(MAPS[sub], data, pos, stop, depth + 1, limits)
-        container[key] = value
-        return stop
     while pos < stop:
         _count(container, limits)
         if WIRE[kind] == 0:
@@ -347,7 +360,13 @@ def _decode_entry(sub, data, pos, end, depth, limits):
                 raw, pos = _varint(data, pos, end, 10)
             item = _from_varint(kind, raw)
         elif wire == 2:
-            size, pos = _length(data, pos, end)
+            if pos < end and data[pos] < 0x80:
+                size = data[pos]
+                pos += 1
+                if size > end - pos:
+                    raise ProtocolError("length %d runs past the end of the message" % size)
+            else:
+                size, pos = _length(data, pos, end)
             if number == 2 and kind >= _MESSAGE:
                 # a message value seen again merges: decode once, at the end (the usual
                 # single body needs no list: this runs for every argument of a call)
@@ -370,6 +389,8 @@ def _decode_entry(sub, data, pos, end, depth, limits):
     if spans is not None:
         view, start, stop = _gather(data, spans)
         value = _read_len_value(value_kind, value_sub, view, start, stop - start, depth, limits)
+    elif first >= 0 and value_kind == _VALUE:
+        value = _decode_value(data, first, first + first_size, depth + 1, limits)
     elif first >= 0:
         value = _read_len_value(value_kind, value_sub, data, first, first_size, depth, limits)
     elif value is MISSING:

@@ -3,6 +3,7 @@
 # 1 explicit presence, 2 repeated, 3 map), sub (message or enum index, MAPS index for
 # a map, 255 for none), oneof group (0 for none), index into FIELD_NAMES.
 # MESSAGE_TABLE: four bytes a message: frame type, first field (16-bit LE), count.
+# TYPE_INDEX: the message index of each frame type (255 for none).
 
 # Names are tuples: constants, which frozen code keeps in ROM and an .mpy file
 # builds in less heap than a list (measured on MicroPython 1.29).
@@ -34,6 +35,13 @@ MESSAGE_TABLE = (
     b'\x29\xbf\x00\x03\x2a\xc2\x00\x02\x2b\xc4\x00\x02\x2c\xc6\x00\x01'
     b'\x2d\xc7\x00\x09\x2e\xd0\x00\x01\x30\xd1\x00\x02\x31\xd3\x00\x03'
     b'\x32\xd6\x00\x04'
+)
+
+TYPE_INDEX = (
+    b'\xff\x03\x04\x05\x06\x07\x19\x08\x09\x0a\x0b\x0c\x0d\x0f\x0e\xff'
+    b'\x1a\x1b\x1c\xff\xff\xff\xff\xff\x1e\x1f\x20\x22\x23\x25\xff\xff'
+    b'\x26\x27\x28\x29\xff\xff\xff\xff\x2b\x2c\x2d\x2e\x2f\x30\x31\xff'
+    b'\x32\x33\x34'
 )
 
 FIELDS = (

@@ -140,18 +140,25 @@ def render(messages, enums):
         if type_id > 255 or len(fields) > 255 or start > 0xFFFF:
             raise SystemExit("schema too large for the packed tables: " + name)
         table += bytes((type_id, start & 0xFF, start >> 8, len(fields)))
+    by_type = bytearray(b"\xff" * (1 + max(m[1] for m in messages)))
+    for idx, (_, type_id, _) in enumerate(messages):
+        if type_id:
+            by_type[type_id] = idx
     out = [
         "# Generated from jotunheim.proto by tools/jotunheim_host/schemagen.py. Do not edit.",
         "# FIELDS: six bytes a field: number, kind (schemagen.KINDS), label (0 implicit,",
         "# 1 explicit presence, 2 repeated, 3 map), sub (message or enum index, MAPS index for",
         "# a map, 255 for none), oneof group (0 for none), index into FIELD_NAMES.",
         "# MESSAGE_TABLE: four bytes a message: frame type, first field (16-bit LE), count.",
+        "# TYPE_INDEX: the message index of each frame type (255 for none).",
         "",
         "# Names are tuples: constants, which frozen code keeps in ROM and an .mpy file",
         "# builds in less heap than a list (measured on MicroPython 1.29).",
         "MESSAGE_NAMES = %s" % _wrap(tuple(m[0] for m in messages)),
         "",
         "MESSAGE_TABLE = %s" % _wrap_bytes(bytes(table)),
+        "",
+        "TYPE_INDEX = %s" % _wrap_bytes(bytes(by_type)),
         "",
         "FIELDS = %s" % _wrap_bytes(bytes(fields_blob)),
         "",

@@ -73,7 +73,7 @@ class Calls:
             session.send_payload(_TOOL_RESULT, self.results[key][0])
             self._delivered(key)
             return
-        known = self.running.get(key) or self._queued(key)
+        known = self.running.get(key) or (self._queued(key) if self.queue else None)
         if known is not None:
             known.session = session  # a retry after reconnect: answer it there
             return
@@ -260,12 +260,10 @@ class Calls:
                     "request_id": key[1], "status": _RESOURCE_EXHAUSTED,
                     "error": "no memory to send a result of %d bytes" % len(payload)})
                 sent = session.send_payload(_TOOL_RESULT, payload)
-        self._keep(key, payload)
-        if sent:
-            self._delivered(key)
+        self._keep(key, payload, sent)
 
-    def _keep(self, key, payload):
-        self.results[key] = (payload, False)
+    def _keep(self, key, payload, delivered):
+        self.results[key] = (payload, delivered)
         self.order.append(key)
         self.kept_bytes += len(payload)
         limit = self.agent.settings["calls.remember"]

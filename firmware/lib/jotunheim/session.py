@@ -225,6 +225,8 @@ class Session:
             return self._error(_UNAUTHENTICATED, type_id, fields.get("request_id", 0),
                                "authenticate first")
         try:
+            if name == "ToolCall":  # the one that comes most: no method lookup
+                return self.agent.calls.submit(self, fields)
             if name in _OWN:  # getattr with any other name would intern it for good
                 return getattr(self, "_on_" + name)(fields)
             if name == "Hello" and not self.link.speaks_first:
