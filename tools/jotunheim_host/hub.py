@@ -4,6 +4,7 @@ controller.Device per device id."""
 import asyncio
 
 from jotunheim_host.session import ControllerError, Session, key_bytes
+from jotunheim_host.transport import serve_tcp
 
 
 class Hub:
@@ -24,7 +25,7 @@ class Hub:
         self._sessions = set()
 
     async def start(self):
-        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+        self._server = await serve_tcp(self._accept, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -43,10 +44,8 @@ class Hub:
             self._server.close()
             await self._server.wait_closed()
 
-    async def _accept(self, reader, writer):
-        from jotunheim_host.transport import TcpTransport
-        label = "tcp://%s:%d" % writer.get_extra_info("peername")[:2]
-        transport = TcpTransport(reader, writer, label)
+    async def _accept(self, transport):
+        label = transport.label
         # the key depends on who the device says it is: looked up after its Hello
         session = Session(transport, "hub-" + self.name, self.keys.get, name=self.name)
         self._sessions.add(session)

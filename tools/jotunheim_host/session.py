@@ -117,21 +117,33 @@ class Session:
 
     async def _read_loop(self):
         try:
-            while True:
-                data = await self.transport.read()
-                if not data:
-                    return self._end("the device closed the connection")
-                self.bytes_in += len(data)
-                self._last_rx = time.monotonic()
-                try:
-                    frames = self._decoder.feed(data)
-                except protocol.ProtocolError as e:
-                    return self._end("broken framing from the device: %s" % e)
-                for type_id, payload in frames:
-                    self._receive(type_id, payload)
+            while not self.closed.is_set():
+                self._received(await self.transport.read())
         except asyncio.CancelledError:
             raise
         except Exception as e:  # the transport failed under us
+            self._end("connection lost: %s" % e)
+
+    def _received(self, data):
+        """Bytes from the transport (b"" at the end of the stream)."""
+        if self.closed.is_set():
+            return
+        if not data:
+            return self._end("the device closed the connection")
+        self.bytes_in += len(data)
+        self._last_rx = time.monotonic()
+        try:
+            frames = self._decoder.feed(data)
+        except protocol.ProtocolError as e:
+            return self._end("broken framing from the device: %s" % e)
+        for type_id, payload in frames:
+            self._receive(type_id, payload)
+
+    def _pushed(self, data):
+        """_received for a transport that delivers as data arrives (subscribe)."""
+        try:
+            self._received(data)
+        except Exception as e:  # a receiver's failure ends this session, not the loop
             self._end("connection lost: %s" % e)
 
     def _receive(self, type_id, payload):
@@ -194,7 +206,11 @@ class Session:
 
     async def start(self, timeout=HANDSHAKE_TIMEOUT):
         """Hello, version, authentication; ConnectError if the device cannot be used."""
-        self._reader = asyncio.ensure_future(self._read_loop())
+        subscribe = getattr(self.transport, "subscribe", None)
+        if subscribe is not None:  # frames are handled as they arrive, no task between
+            subscribe(self._pushed)
+        else:
+            self._reader = asyncio.ensure_future(self._read_loop())
         try:
             await asyncio.wait_for(self._handshake(), timeout)
         except asyncio.TimeoutError:
