@@ -111,31 +111,42 @@ class FrameDecoder:
             buf = b"".join(self._parts)
             self._parts = []
             self._have = self._need = 0
-        else:
+        elif self._buf:
             buf = self._buf
             buf.extend(data)
+        else:  # the usual case: data starts with a frame, and is read where it is
+            buf = data
         frames = []
         pos = 0
+        end = len(buf)
         try:
-            while pos < len(buf):
+            while pos < end:
                 if buf[pos] != PREAMBLE:
                     raise ProtocolError("bad frame preamble 0x%02x" % buf[pos])
-                got = _read_varint(buf, pos + 1, _LENGTH_WIDTH)
-                if got is None:
-                    break
-                length, at = got
+                if pos + 2 < end and buf[pos + 1] < 0x80 and buf[pos + 2] < 0x80:
+                    length = buf[pos + 1]  # a short frame's head: three bytes
+                    type_id = buf[pos + 2]
+                    at = pos + 3
+                else:
+                    got = _read_varint(buf, pos + 1, _LENGTH_WIDTH)
+                    if got is None:
+                        break
+                    length, at = got
+                    got = _read_varint(buf, at, _TYPE_WIDTH)
+                    if got is None:
+                        if length > self.max_frame:
+                            raise ProtocolError("frame of %d bytes exceeds %d" % (
+                                length, self.max_frame))
+                        break
+                    type_id, at = got
                 if length > self.max_frame:
                     raise ProtocolError("frame of %d bytes exceeds %d" % (length, self.max_frame))
-                got = _read_varint(buf, at, _TYPE_WIDTH)
-                if got is None:
-                    break
-                type_id, at = got
                 if type_id == 0:
                     raise ProtocolError("frame with message type 0")
-                if len(buf) - at < length:
+                if end - at < length:
                     if length > _GATHER:  # gather the rest in pieces
                         self._parts = [bytes(buf[pos:])]
-                        self._have = len(buf) - pos
+                        self._have = end - pos
                         self._need = at - pos + length
                         self._buf = bytearray()
                         return frames
@@ -148,10 +159,11 @@ class FrameDecoder:
             if not frames:
                 raise
             return frames
-        if pos == len(buf):
-            self._buf = bytearray()
-        elif pos or type(buf) is not bytearray:
-            # MicroPython's bytearray has no slice deletion
+        if pos == end:
+            if buf is self._buf:
+                self._buf = bytearray()
+        elif pos or buf is not self._buf:
+            # what is left waits for the rest (MicroPython's bytearray has no slice deletion)
             self._buf = bytearray(buf[pos:])
         return frames
 
