@@ -60,3 +60,30 @@ def test_bench_agent_reports_every_measurement(tmp_path):
                                       "asyncio_p50_vs_grpc", "retained_ram_romfs"}
     for target in report["targets"].values():
         assert target["value"] > 0 and target["met"] in (True, False)
+
+
+AB = os.path.join(os.path.dirname(BENCH), "ab_agent.py")
+
+
+def test_ab_agent_times_two_versions_of_the_firmware_in_turns(tmp_path):
+    out = tmp_path / "ab.json"
+    done = subprocess.run([sys.executable, AB, "--base", "HEAD", "--rounds", "2", "--per",
+                           "20", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(out.read_text())
+    assert report["base"] == "HEAD" and report["rounds"] == 2 and report["per"] == 20
+    for name in ("base", "this"):
+        entry = report["versions"][name]
+        assert entry["calls"] == 40
+        assert 0 < entry["p50_us"] <= entry["p99_us"] and entry["device_cpu_us_per_call"] > 0
+    assert set(report["this_vs_base"]) == {"p50_us", "mean_us", "device_cpu_us_per_call"}
+    assert report["pinned"] == (len(os.sched_getaffinity(0)) >= 2)
+
+
+def test_ab_agent_says_which_base_it_cannot_have(tmp_path):
+    done = subprocess.run([sys.executable, AB, "--base", "no-such-commit", "--out",
+                           str(tmp_path / "ab.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "no-such-commit" in done.stderr
+    assert not (tmp_path / "ab.json").exists()

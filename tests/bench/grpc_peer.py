@@ -112,8 +112,9 @@ def serve(port=0, workers=4):
 
 
 @contextlib.contextmanager
-def serve_in_subprocess():
-    """Run the server in its own process; yields its port."""
+def serve_in_subprocess(started=None):
+    """Run the server in its own process; yields its port. started(pid), if given, is
+    called once it listens (bench_agent pins it to a CPU)."""
     env = {key: value for key, value in os.environ.items()
            if key != "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"}
     with tempfile.TemporaryFile("w+") as errors:
@@ -127,6 +128,8 @@ def serve_in_subprocess():
                 errors.seek(0)
                 raise RuntimeError("the gRPC peer did not start: %s" % (
                     (line + errors.read()).strip() or "no port within %g s" % START_TIMEOUT))
+            if started is not None:
+                started(process.pid)
             yield int(line)
         finally:
             process.stdin.close()  # the server's signal to stop
