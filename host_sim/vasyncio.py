@@ -43,6 +43,7 @@ import select
 import sys
 
 from host_sim import world as _world
+from host_sim.shims import time as _time_shim
 
 MICROPYTHON = sys.implementation.name == "micropython"
 _LEAD = 1 << 26     # ms asyncio's clock runs ahead of the real tick
@@ -140,6 +141,8 @@ class _Scheduler:
             self._wait_real(dt)
         elif dt > 0:  # every task sleeps: on to the first timer, to the millisecond
             self.clock.advance_to((self.clock.now_us // 1000 + dt) * 1000)
+            if getattr(self.clock, "factor", None) is None:  # unpaced: see the time shim
+                _time_shim.rest_now_and_then()
         self._keep_ahead()
 
     def _wait_real(self, dt):

@@ -236,6 +236,39 @@ def test_ctrl_c_amid_garbage_collections_leaves_a_working_repl(make_device, runt
     assert device.boots == 1
 
 
+def test_ctrl_c_amid_collections_between_asyncio_sleeps_leaves_a_working_repl(make_device):
+    # The same with asyncio sleeps, which jump the virtual clock without a system call
+    # (an agent retrying Wi-Fi does that): vasyncio rests now and then as the time shim does.
+    # MicroPython's hazard only: CPython takes SIGINT between bytecodes (and its asyncio.run
+    # turns Ctrl-C into a cancellation that prints no KeyboardInterrupt).
+    runtime = "micropython"
+    run = b"asyncio.run(spin())\r"
+    device = make_device(runtime, {"main.py": "import asyncio, gc\n"
+                                              "junk = [bytearray(48) for i in range(600)]\n"
+                                              "async def spin():\n"
+                                              "    print('collecting')\n"
+                                              "    while True:\n"
+                                              "        gc.collect()\n"
+                                              "        await asyncio.sleep_ms(1)\n"
+                                              "asyncio.run(spin())\n"})
+    device.start()
+    printed(device, r"collecting")
+    with socket.create_connection(("127.0.0.1", device.repl_port)) as console:
+        def typed(data, expect):
+            mark = device.console.mark()
+            console.sendall(data)
+            device.console.wait_for(expect, since=mark)
+        for i in range(12):
+            time.sleep(random.uniform(0.02, 0.1))
+            typed(b"\x03", b"KeyboardInterrupt")
+            typed(b"\r", b">>> ")
+            typed(run, b"collecting")
+        typed(b"\x03", b"KeyboardInterrupt")
+        typed(b"print('still', len(junk))\r", b"still 600")
+    assert "heap is locked" not in device.console.text()
+    assert device.boots == 1
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_mpremote_copies_runs_and_reads_back(make_device, runtime, tmp_path):
     device = make_device(runtime, {"main.py": "import time\nprint('main runs')\n"

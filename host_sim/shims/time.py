@@ -53,9 +53,11 @@ def sleep_us(us):
 
 
 # A device process on an unpaced clock rests REST_MS of real time in a system call once
-# every REST_EVERY_MS of real time it spends in blocking sleeps: virtual time runs at
-# nearly full speed still, and the console (host_sim.console) finds a moment to deliver a
-# Ctrl-C where the unix port can take it (not in the middle of a garbage collection).
+# every REST_EVERY_MS of real time it spends in blocking sleeps, or in asyncio sleeps that
+# jump the clock (host_sim.vasyncio calls rest_now_and_then): virtual time runs at nearly
+# full speed still, and the console (host_sim.console) finds a moment to deliver a Ctrl-C
+# where the unix port can take it (not in the middle of a garbage collection, which it
+# would leave locked: "heap is locked", then "FATAL: uncaught NLR").
 REST_MS = 2
 REST_EVERY_MS = 50
 _rest = []  # [real ms now (a function), rest (a function), real ms of the last rest]
@@ -66,10 +68,11 @@ def _sleep(us):
     clock = _clock()
     clock.advance(us)
     if getattr(clock, "factor", None) is None and us > 0:
-        _rest_now_and_then()
+        rest_now_and_then()
 
 
-def _rest_now_and_then():
+def rest_now_and_then():
+    """Rest REST_MS of real time if the last rest is REST_EVERY_MS of real time ago."""
     if not _rest:
         if _host is not None:  # a CPython device process
             _rest[:] = [lambda: int(_host.monotonic() * 1000),
