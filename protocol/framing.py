@@ -123,24 +123,23 @@ class FrameDecoder:
             while pos < end:
                 if buf[pos] != PREAMBLE:
                     raise ProtocolError("bad frame preamble 0x%02x" % buf[pos])
-                if pos + 2 < end and buf[pos + 1] < 0x80 and buf[pos + 2] < 0x80:
-                    length = buf[pos + 1]  # a short frame's head: three bytes
-                    type_id = buf[pos + 2]
-                    at = pos + 3
+                short = pos + 2 < end and buf[pos + 1] < 0x80 and buf[pos + 2] < 0x80
+                if short:  # a short frame's head, three bytes, read inline
+                    length, at = buf[pos + 1], pos + 3
                 else:
                     got = _read_varint(buf, pos + 1, _LENGTH_WIDTH)
                     if got is None:
                         break
                     length, at = got
-                    got = _read_varint(buf, at, _TYPE_WIDTH)
-                    if got is None:
-                        if length > self.max_frame:
-                            raise ProtocolError("frame of %d bytes exceeds %d" % (
-                                length, self.max_frame))
-                        break
-                    type_id, at = got
                 if length > self.max_frame:
                     raise ProtocolError("frame of %d bytes exceeds %d" % (length, self.max_frame))
+                if short:
+                    type_id = buf[pos + 2]
+                else:
+                    got = _read_varint(buf, at, _TYPE_WIDTH)
+                    if got is None:
+                        break
+                    type_id, at = got
                 if type_id == 0:
                     raise ProtocolError("frame with message type 0")
                 if end - at < length:
