@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from agent_support import RUNTIMES, console_lines, free_port, install, run
+from agent_support import RUNTIMES, console_lines, free_port, install, listening, run
 from host_sim import boards
 from jotunheim_host import bundle, ota
 from jotunheim_host.controller import CallError, connect
@@ -109,3 +109,67 @@ def test_serial_framing_and_compression_load_when_first_used(interpreter):
     loaded = done.stdout.strip()
     assert "serial" not in loaded and "compressed" not in loaded and "enums" not in loaded
     assert "protocol.framing" in loaded
+
+
+HEAP_PROBE = """\
+import gc
+import micropython
+import sys
+
+
+def run(ctx):
+    gc.collect()
+    micropython.mem_info(1)
+    return {"modules": [id(m) for m in sys.modules.values()], "names": list(sys.modules),
+            "block": 32 if sys.maxsize > 2 ** 32 else 16}
+"""
+COUNT = [{"name": "count", "type": "int", "required": False, "default": 2}]
+EMITTER = "async def run(ctx, count=2):\n    for i in range(count):\n        await ctx.emit(b'ab')\n"
+
+
+def heap_module_objects(console, block):
+    """Addresses of the module objects in a MicroPython heap dump (mem_info(1))."""
+    start, blocks = None, []
+    for line in console.splitlines():
+        if line.startswith("GC memory layout; from "):
+            start = int(line.split()[-1].rstrip(":"), 16)
+        elif start is not None and "lines all free" in line:
+            blocks.append("." * 64 * int(line.split("(")[1].split()[0]))
+        elif start is not None and len(line) > 10 and line[8:10] == ": ":
+            blocks.append(line[10:].strip())
+    assert start is not None, console
+    layout = "".join(blocks)
+    return {start + i * block for i, c in enumerate(layout) if c == "M"}
+
+
+def test_modules_loaded_for_a_while_leave_the_heap_when_dropped(make_device):
+    """What the agent loads on use and drops again (Loki's requests and their checks, the
+    capability document, the streams, OTA where there are no updates) is gone from the
+    heap afterwards: no module object outlives its place in sys.modules, as one does
+    while a resident module or a long-running function still refers to it."""
+    device, port = listening(make_device, "micropython")
+
+    async def scenario():
+        d = await connect("tcp://127.0.0.1:%d" % port, reconnect=False)
+        await d.register_script("probe", HEAP_PROBE)
+        await d.call("Script_probe")   # a script ran: the scripts' context is loaded
+        await d.register_script("emitter", EMITTER, streams=True, parameters=COUNT)
+        await d.capabilities(refresh=True)
+        stream = await d.stream_script("emitter", count=3)
+        assert await stream.read_all() == b"ab" * 3
+        with pytest.raises(CallError) as refused:
+            await d.stream_script("emitter", count="many")
+        assert refused.value.status_name == "INVALID_ARGUMENT"
+        mark = device.console.mark()
+        heap = await d.call("Script_probe")
+        await d.close()
+        return heap, mark
+    heap, mark = run(scenario(), 60)
+    dump = device.console.wait_for("GC memory layout", since=mark) and \
+        device.console.text(mark)
+    assert not [name for name in heap["names"] if name.startswith("jotunheim.stream")
+                and name != "jotunheim.streams"]   # no stream open: no stream code
+    assert "jotunheim.ota" not in heap["names"]     # no update keys on this device
+    outliving = heap_module_objects(dump, heap["block"]) - set(heap["modules"])
+    assert not outliving, "%d module objects outside sys.modules" % len(outliving)
+

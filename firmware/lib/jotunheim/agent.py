@@ -280,15 +280,21 @@ class Agent:
 
     # ------------------------------------------------------------ running
 
-    async def main(self):
-        """Run until a reboot is due; then reset the board (or return off a board)."""
-        asyncio.create_task(self._reload())
+    def _install_addons(self):
+        # apart from main(): a local there would keep the last add-on's module for as long
+        # as the device runs, though the add-on dropped it (jotunheim.ota does, where there
+        # are no updates)
         for name in ADDONS:
             try:
                 addon = port.module(name)
             except ImportError:
                 continue
             addon.install(self)
+
+    async def main(self):
+        """Run until a reboot is due; then reset the board (or return off a board)."""
+        asyncio.create_task(self._reload())
+        self._install_addons()
         if self.settings["agent.discovery_port"]:
             from jotunheim import announce
             asyncio.create_task(self._guarded(announce.serve(self)))

@@ -13,12 +13,14 @@ import json
 import os
 
 from jotunheim import loki_scripts, ops, port
-from jotunheim.checks import chars_ok
 
 IDLE, BUSY, ERROR, DISABLED = 1, 2, 3, 4   # ChildState
 LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_QUOTA = 8192
 MAX_KEY = 48
+# what a key may hold (checks.chars_ok's test: importing that into this module, which
+# stays in RAM, would keep a copy of jotunheim.checks there after it is dropped)
+_KEY_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 
 
 class Child:
@@ -376,7 +378,7 @@ class Hel:
     def path(self, sub, key, suffix):
         """The path of key (checked) in subdirectory sub ("" or "files/")."""
         if type(key) is not str or not 1 <= len(key) <= MAX_KEY or key[0] == "." or \
-                not chars_ok(key, "_-."):
+                [c for c in key if c not in _KEY_CHARS]:
             raise ValueError("bad name %r: 1 to %d letters, digits, '_', '-' or '.', not "
                              "starting with '.'" % (key, MAX_KEY))
         return self._dir + sub + key + suffix

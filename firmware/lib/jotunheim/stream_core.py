@@ -330,8 +330,10 @@ class Streams:
                 stream.end(status, message)
             elif request == "StreamOpen":
                 self._ack(session, fields, status, message)
-            if not self.open and not self.opening:
-                idle(self.agent)
+        # a refused open, or a message that came after its stream ended (credit the peer
+        # sent meanwhile), leaves no stream: the code goes again
+        if not self.open and not self.opening and self.agent.streams is self:
+            idle(self.agent)
 
     def _ack(self, session, fields, status, message=""):
         session.send("Ack", {"request_id": fields["request_id"], "status": status,
@@ -342,8 +344,6 @@ class Streams:
             stream = self._opened(session, fields)
         except Refused as e:
             self._ack(session, fields, e.status, "stream %d: %s" % (fields["stream_id"], e))
-            if not self.open and not self.opening:
-                idle(self.agent)
             return
         offset = getattr(stream.job, "offset", 0)   # a resumed upload
         stream.received = offset

@@ -2,7 +2,7 @@
 controller's StreamOpen{raw, in or both, source NAME} and ctx.receive()."""
 from jotunheim import port
 from jotunheim.stream_core import (DATA_LOSS, INVALID_ARGUMENT, NOT_FOUND, OK, OUT, RAW,
-                                   UNAVAILABLE, UNIMPLEMENTED, Refused, Stream, manager)
+                                   UNAVAILABLE, UNIMPLEMENTED, Refused, Stream, idle, manager)
 
 
 class Script:
@@ -50,16 +50,19 @@ def tool_run(agent, name, args):
     session = agent.calls.caller()
     if session is None:
         raise OSError("no controller to stream to")
-    return _open(manager(agent), session, name, args)
+    return _open(agent, session, name, args)
 
 
-
-async def _open(streams, session, name, args):
+async def _open(agent, session, name, args):
     """The device's StreamOpen to the controller; the stream runs once it is acked."""
     try:
-        job = Script(streams.agent, name, args)
+        job = Script(agent, name, args)
     except Refused as e:   # the call fails INVALID_ARGUMENT, saying why
+        streams = getattr(agent, "streams", None)
+        if streams is None or not (streams.open or streams.opening):
+            idle(agent)    # no stream runs: the stream code goes until the next one
         raise ValueError(str(e))
+    streams = manager(agent)
     streams.next_id += 2
     stream = Stream(streams, session, streams.next_id, RAW, OUT, name, {})
     stream.job = job
