@@ -183,6 +183,10 @@ def test_bad_registrations_are_refused_with_their_reason(make_device, runtime):
             ({"limits": {"instructions": 5}}, "INVALID_ARGUMENT", "lua scripts only"),
             ({"limits": {"memory_bytes": 10 ** 7}}, "RESOURCE_EXHAUSTED", "heap"),
         ]
+        if runtime == "micropython":   # a heap to run out of, and what it was asked for
+            cases.append(({"source": "big = bytearray(10 ** 7)\ndef run(ctx):\n    pass\n"},
+                          "RESOURCE_EXHAUSTED", "not enough free heap to load it (memory "
+                          "allocation failed, allocating 10000000 bytes)"))
         for changes, status, text in cases:
             fields = dict({"name": "probe", "source": "def run(ctx):\n    return 1\n"},
                           **changes)

@@ -1,8 +1,9 @@
 """Registering, listing and removing scripts: Loki's requests, loaded for one and dropped."""
 # How this works: register() checks everything before it writes anything (the name, the
-# language, the size, the parameters as jotunheim.toolconf checks those of tools.json, the
-# limits, and that the source loads and defines run), then writes the source and, last,
-# the registration (jotunheim.loki_scripts says why that order). Each answer is an Ack (a
+# language, the size; then that the source loads and defines run, first of the costly
+# checks, while no module loaded for the others splits the free heap; the parameters as
+# jotunheim.toolconf checks those of tools.json, the limits), then writes the source and,
+# last, the registration (jotunheim.loki_scripts says why that order). Each answer is an Ack (a
 # ScriptListResult for the list) with the status SPEC 1.13 gives.
 import hashlib
 import os
@@ -87,6 +88,9 @@ def _checked(loki, fields):
     if len(fields["description"]) > MAX_DESCRIPTION:
         raise Refused(INVALID_ARGUMENT, "the description is longer than %d characters"
                       % MAX_DESCRIPTION)
+    namespace = None
+    if language == "python":   # first: the parser wants a piece of heap others may split
+        namespace = _load_python(name, fields["source"], loki.agent)
     script = {"name": name, "language": language, "description": fields["description"],
               "parameters": _parameters(fields["parameters"]),
               "returns": _returns(fields.get("returns")),
@@ -96,10 +100,7 @@ def _checked(loki, fields):
     total, free = port.storage()
     if total and free < size + FLASH_MARGIN:
         raise Refused(RESOURCE_EXHAUSTED, "the flash has %d bytes free" % free)
-    namespace = None
-    if language == "python":
-        namespace = _load_python(name, fields["source"], loki.agent)
-    else:
+    if language == "lua":
         _load_lua(loki, name, fields["source"], script["limits"])
     return script, namespace
 
@@ -124,8 +125,10 @@ def _parameters(given):
     if len(given) > MAX_PARAMETERS:
         raise Refused(INVALID_ARGUMENT, "too many parameters (%d, at most %d)"
                       % (len(given), MAX_PARAMETERS))
-    toolconf = port.module("toolconf")
     params = []
+    if not given:
+        return params
+    toolconf = port.module("toolconf")
     for i in range(len(given)):
         where = "parameters[%d]" % i
         decl = _declared(given[i], where)
@@ -198,8 +201,9 @@ def _load_python(name, source, agent):
         line = getattr(e, "lineno", None)
         raise Refused(INVALID_ARGUMENT, "does not compile: %s%s" % (
             "line %d: " % line if line else "", e.args[0] if e.args else e))
-    except MemoryError:
-        raise Refused(RESOURCE_EXHAUSTED, "not enough free heap to load it")
+    except MemoryError as e:
+        raise Refused(RESOURCE_EXHAUSTED, "not enough free heap to load it" + (
+            " (%s)" % e if e.args else ""))
     except Exception as e:  # noqa: BLE001 - its top level failed: say how
         raise Refused(INVALID_ARGUMENT, "its top level failed: %s: %s" % (
             type(e).__name__, e))
