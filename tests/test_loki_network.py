@@ -282,6 +282,10 @@ def test_http_requests_from_a_script(make_device, runtime, web):
         await registered(d, "web", HTTP, parameters=[
             param("url", "string", required=True), param("method", "string", default="GET"),
             param("data", "any"), param("max_bytes", "int", default=4096)])
+        # first, while the heap is as the device started: a 10 KB body is read in one
+        # piece, which the heap of a simulated ESP32 need not have after some calls
+        big = await d.call("Script_web", url=web + "/big", max_bytes=10000)
+        assert big["size"] == 10000 and big["body"] == "x" * 64
         assert await d.call("Script_web", url=web + "/hello") == {
             "status": 200, "reason": "OK", "test": "yes", "size": 19,
             "body": "hello from the host"}
@@ -297,8 +301,6 @@ def test_http_requests_from_a_script(make_device, runtime, web):
             "token": "t0k", "got": {"t": 21.5, "list": [1, 2]}}}
         status, message = await refused(d.call("Script_web", url=web + "/big"))
         assert status == "RESOURCE_EXHAUSTED" and "10000 bytes" in message
-        big = await d.call("Script_web", url=web + "/big", max_bytes=10000)
-        assert big["size"] == 10000 and big["body"] == "x" * 64
         status, message = await refused(d.call("Script_web", url="ftp://example.org/"))
         assert status == "INVALID_ARGUMENT" and "only http:// and https://" in message
         closed = "http://127.0.0.1:%d/" % free_port()          # nothing listens there
