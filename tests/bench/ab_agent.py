@@ -36,10 +36,13 @@ class ABError(Exception):
 
 
 def serve(root):
-    """--serve: start `root`'s device with `root`'s code; print "PORT PID"; stop it when
-    stdin closes."""
+    """--serve: start `root`'s device with `root`'s code; print "PORT PID FIRMWARE-DIR";
+    stop it when stdin closes."""
     sys.path[:0] = [root, os.path.join(root, "tools"), os.path.join(root, "tests"),
                     os.path.join(root, "tests", "bench")]
+    # this script's own `results` (imported at its start) would put this tree first on the
+    # path again when root's bench_agent calls its import_paths(): root's, then
+    sys.modules.pop("results", None)
     import bench_agent
     from agent_support import free_port
     from jotunheim_host import bundle
@@ -48,7 +51,7 @@ def serve(root):
                                       settings=bench_agent.listen_settings(free_port()))
         device, port = bench_agent.start_device(os.path.join(tmp, "device"), files)
         try:
-            print(port, device.describe()["pid"], flush=True)
+            print(port, device.describe()["pid"], bundle.FIRMWARE, flush=True)
             sys.stdin.read()
         finally:
             device.stop()
@@ -75,10 +78,16 @@ def start(root):
     child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve", root],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     line = child.stdout.readline().split()
-    if len(line) != 2:
+    problem = None
+    if len(line) != 3:
+        problem = "the device of %s did not start" % root
+    elif os.path.commonpath([os.path.realpath(line[2]), os.path.realpath(root)]) != \
+            os.path.realpath(root):
+        problem = "the device of %s was given the firmware in %s" % (root, line[2])
+    if problem:
         child.stdin.close()
         child.wait()
-        raise ABError("the device of %s did not start" % root)
+        raise ABError(problem)
     return child, int(line[0]), int(line[1])
 
 
