@@ -123,6 +123,23 @@ def run(ctx):
     return {"modules": [id(m) for m in sys.modules.values()], "names": list(sys.modules),
             "block": 32 if sys.maxsize > 2 ** 32 else 16}
 """
+LARGEST = """\
+import gc
+
+
+def run(ctx):
+    gc.collect()
+    free = gc.mem_free()
+    lo, hi = 0, free   # the largest bytearray there is room for, to 64 bytes
+    while hi - lo > 64:
+        mid = (lo + hi) // 2
+        try:
+            bytearray(mid)
+            lo = mid
+        except MemoryError:
+            hi = mid
+    return [free, lo, gc.threshold()]
+"""
 COUNT = [{"name": "count", "type": "int", "required": False, "default": 2}]
 EMITTER = "async def run(ctx, count=2):\n    for i in range(count):\n        await ctx.emit(b'ab')\n"
 
@@ -173,3 +190,30 @@ def test_modules_loaded_for_a_while_leave_the_heap_when_dropped(make_device):
     outliving = heap_module_objects(dump, heap["block"]) - set(heap["modules"])
     assert not outliving, "%d module objects outside sys.modules" % len(outliving)
 
+
+
+def test_memory_collect_kb_keeps_the_free_heap_in_large_pieces(make_device):
+    """memory.collect_kb has the heap collected every so many KB allocated, not only when
+    it is full: what lives on is then allocated low in the heap instead of anywhere in a
+    heap full of garbage, and the free heap stays in large pieces after what leaves
+    long-lived objects behind (registrations, calls, streams, the capability document).
+    Changed remotely, it takes effect at once; 0 is MicroPython's own way again."""
+    device, port = listening(make_device, "micropython", {"memory.collect_kb": 13})
+
+    async def scenario():
+        d = await connect("tcp://127.0.0.1:%d" % port, reconnect=False)
+        await d.register_script("largest", LARGEST)
+        for name in ("emitter", "second", "third"):
+            await d.register_script(name, EMITTER, streams=True, parameters=COUNT)
+            for _ in range(20):
+                assert await d.call("Script_" + name, count=0) is None
+            await d.capabilities(refresh=True)
+            stream = await d.stream_script(name, count=3)
+            assert await stream.read_all() == b"ab" * 3
+        free, largest, threshold = await d.call("Script_largest")
+        assert threshold == 13 * 1024
+        assert largest * 3 >= free, "%d bytes free, the largest piece %d" % (free, largest)
+        await d.set_settings(**{"memory.collect_kb": 0})
+        assert (await d.call("Script_largest"))[2] == -1
+        await d.close()
+    run(scenario(), 60)

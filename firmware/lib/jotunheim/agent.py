@@ -227,6 +227,8 @@ class Agent:
             self.capabilities_changed("settings changed")
         if new["watchdog.timeout_s"] != old["watchdog.timeout_s"]:
             self.log("watchdog.timeout_s takes effect at the next boot", "warning")
+        if new["memory.collect_kb"] != old["memory.collect_kb"]:
+            self._collect_every()
         for key in _RECONNECT:
             if new[key] != old[key]:
                 self.log("%s changed: connecting again" % key)
@@ -299,6 +301,7 @@ class Agent:
             from jotunheim import announce
             asyncio.create_task(self._guarded(announce.serve(self)))
         self._start_watchdog()
+        self._collect_every()
         if port.mem_free is not None:
             gc.collect()
             self.log("started: %d bytes of heap free" % port.mem_free())
@@ -436,6 +439,15 @@ class Agent:
         while True:
             self.alive()
             await self.serve(link)
+
+    def _collect_every(self):
+        # memory.collect_kb: MicroPython collects when an allocation fails, so garbage fills
+        # the heap first and what lives on is left scattered across it, cutting the free
+        # heap into small pieces; collecting every so often keeps it low and the free heap
+        # in large pieces (for a big HTTP body, a script's compile), for CPU time
+        if hasattr(gc, "threshold"):
+            kb = self.settings["memory.collect_kb"]
+            gc.threshold(kb * 1024 if kb else -1)
 
     def _start_watchdog(self):
         timeout_ms = int(self.settings["watchdog.timeout_s"] * 1000)

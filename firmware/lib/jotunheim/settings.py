@@ -39,6 +39,7 @@ SCHEMA = (
     ("calls.deadline_s", "number", 10, 0.001, 86400, None, False),
     ("calls.remember", "int", 16, 1, 256, None, False),
     ("watchdog.timeout_s", "number", 0, 1, 3600, "off", False),
+    ("memory.collect_kb", "int", 0, 1, 1024, "off", False),
     ("power.mode", "choice", "always", ("always", "duty"), None, None, False),
     ("power.awake_s", "number", 10, 0.1, 3600, None, False),
     ("power.sleep_s", "number", 300, 1, 604800, None, False),
