@@ -27,11 +27,16 @@ async def accepted(server):
     return sock
 
 
+async def connected():
+    """(listening socket, the transport connected to it, the peer's accepted socket)."""
+    server, url = listener()
+    transport = await open_transport(url)
+    return server, transport, await accepted(server)
+
+
 def test_what_came_before_a_subscriber_goes_to_it_first_then_the_end_once():
     async def scenario():
-        server, url = listener()
-        transport = await open_transport(url)
-        peer = await accepted(server)
+        server, transport, peer = await connected()
         peer.sendall(b"early")
         await asyncio.sleep(0.05)
         got = []
@@ -51,9 +56,7 @@ def test_what_came_before_a_subscriber_goes_to_it_first_then_the_end_once():
 
 def test_read_returns_what_arrives_and_then_the_end_every_time():
     async def scenario():
-        server, url = listener()
-        transport = await open_transport(url)
-        peer = await accepted(server)
+        server, transport, peer = await connected()
         peer.sendall(b"one")
         assert await transport.read() == b"one"
         peer.close()
